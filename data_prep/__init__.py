@@ -1,0 +1,1 @@
+"""Readers, writers and split builders for labeled text (see README, "Data")."""

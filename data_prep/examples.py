@@ -1,0 +1,40 @@
+"""The one in-memory record every reader produces, and the error every reader raises."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+
+class DataError(ValueError):
+  """Bad input data. The message names the file, the record/line and what was expected.
+
+  Entry points catch it and exit with status 1 after printing the one-line message.
+  """
+
+  def __init__(self, path, message, record=None):
+    where = str(path) if record is None else f"{path}:{record}"
+    super().__init__(f"{where}: {message}")
+    self.path = str(path)
+    self.record = record
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledExample:
+  """One labeled text (or text pair).
+
+  `label` is always a string (LEOPARD "positive", Amazon "positive", a rating "5", ...);
+  label ids are assigned later from a label map, never by the reader.
+  `domain` is the domain/task name for multi-domain data, else None.
+  `input_ids`/`segment_ids` are set only by readers of already-encoded data (the original
+  LEOPARD tf_records, whose text is not recoverable without their cased vocabulary).
+  """
+  text_a: Optional[str]
+  label: str
+  text_b: Optional[str] = None
+  domain: Optional[str] = None
+  input_ids: Optional[Sequence[int]] = None
+  segment_ids: Optional[Sequence[int]] = None
+
+  @property
+  def is_encoded(self) -> bool:
+    return self.input_ids is not None

@@ -1,0 +1,234 @@
+"""BERT encoders from Model Garden, with weights from Google, Hugging Face or our checkpoints.
+
+`load_backbone(spec)` accepts what `--bert_model` accepts:
+  * the name of a bundled model (`minilm-l6`, the default), fetched into the model cache;
+  * a Google BERT TF1 directory: bert_config.json, bert_model.ckpt.*, vocab.txt;
+  * a Hugging Face BERT directory: config.json, model.safetensors, vocab.txt;
+  * a checkpoint written by this toolkit (a prefix like `out/ckpt/meta.epoch-1.step-50`, or
+    a directory holding such checkpoints: the newest is used). It records its config,
+    vocabulary, casing and label map, so nothing else is needed.
+
+Weights are mapped by one table (`_weight_table`): each Model Garden variable gets its TF1
+name, its Hugging Face name and whether the HF tensor is a transposed Linear weight. The q/k/v
+and attention-output kernels are then reshaped to Model Garden's per-head layout
+([H,H] -> [H,A,H/A] and [A,H/A,H]), as `tf1_bert_checkpoint_converter_lib` does.
+"""
+import dataclasses
+import json
+import os
+import re
+from typing import Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from official.nlp.modeling import networks
+
+from metabert_tf import bert_config as bert_config_lib
+from metabert_tf import checkpoints
+from metabert_tf import model_cache
+from metabert_tf import tokenization
+
+ConfigError = bert_config_lib.ConfigError
+
+
+@dataclasses.dataclass
+class Backbone:
+  """An encoder with the vocabulary and casing it was trained with."""
+  config: bert_config_lib.BertConfig
+  encoder: networks.BertEncoderV2
+  vocab: list
+  lower_case: bool
+  source: str
+  label_list: Optional[list] = None      # set when loaded from one of our classifier checkpoints
+  checkpoint_prefix: Optional[str] = None  # set for our checkpoints: the classifier head lives there
+
+  def input_encoder(self, max_seq_length):
+    if max_seq_length > self.config.max_position_embeddings:
+      raise ConfigError(f"max_seq_length {max_seq_length} exceeds the model's "
+                        f"max_position_embeddings {self.config.max_position_embeddings}")
+    return tokenization.BertInputEncoder(self.vocab, self.lower_case, max_seq_length)
+
+
+def build_encoder(config: bert_config_lib.BertConfig, dropout=True):
+  """A Model Garden BertEncoderV2 shaped exactly like `config` (type_vocab_size included)."""
+  encoder = networks.BertEncoderV2(
+      vocab_size=config.vocab_size,
+      hidden_size=config.hidden_size,
+      num_layers=config.num_hidden_layers,
+      num_attention_heads=config.num_attention_heads,
+      max_sequence_length=config.max_position_embeddings,
+      type_vocab_size=config.type_vocab_size,
+      inner_dim=config.intermediate_size,
+      inner_activation=config.activation,
+      output_dropout=config.hidden_dropout_prob if dropout else 0.0,
+      attention_dropout=config.attention_probs_dropout_prob if dropout else 0.0,
+      initializer=tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range))
+  dummy = tf.zeros([1, 2], tf.int32)
+  encoder(dict(input_word_ids=dummy, input_mask=tf.ones_like(dummy), input_type_ids=dummy))
+  return encoder
+
+
+def _weight_table(encoder, num_layers):
+  """[(variable, tf1_name, hf_name, hf_is_linear_weight)] for every encoder variable."""
+  by_name = {re.sub(r"^[^/]*/|:0$", "", v.name): v for v in encoder.variables}
+  rows = [
+      ("word_embeddings/embeddings", "bert/embeddings/word_embeddings",
+       "embeddings.word_embeddings.weight", False),
+      ("position_embedding/embeddings", "bert/embeddings/position_embeddings",
+       "embeddings.position_embeddings.weight", False),
+      ("type_embeddings/embeddings", "bert/embeddings/token_type_embeddings",
+       "embeddings.token_type_embeddings.weight", False),
+      ("embeddings/layer_norm/gamma", "bert/embeddings/LayerNorm/gamma",
+       "embeddings.LayerNorm.weight", False),
+      ("embeddings/layer_norm/beta", "bert/embeddings/LayerNorm/beta",
+       "embeddings.LayerNorm.bias", False),
+      ("pooler_transform/kernel", "bert/pooler/dense/kernel", "pooler.dense.weight", True),
+      ("pooler_transform/bias", "bert/pooler/dense/bias", "pooler.dense.bias", False),
+  ]
+  per_layer = [  # (Model Garden, TF1, Hugging Face) sub-names of one transformer layer
+      ("self_attention/query", "attention/self/query", "attention.self.query"),
+      ("self_attention/key", "attention/self/key", "attention.self.key"),
+      ("self_attention/value", "attention/self/value", "attention.self.value"),
+      ("self_attention/attention_output", "attention/output/dense", "attention.output.dense"),
+      ("intermediate", "intermediate/dense", "intermediate.dense"),
+      ("output", "output/dense", "output.dense"),
+  ]
+  norms = [("self_attention_layer_norm", "attention/output/LayerNorm", "attention.output.LayerNorm"),
+           ("output_layer_norm", "output/LayerNorm", "output.LayerNorm")]
+  for i in range(num_layers):
+    mg, t1, hf = f"transformer/layer_{i}/", f"bert/encoder/layer_{i}/", f"encoder.layer.{i}."
+    for m, t, h in per_layer:
+      rows.append((mg + m + "/kernel", t1 + t + "/kernel", hf + h + ".weight", True))
+      rows.append((mg + m + "/bias", t1 + t + "/bias", hf + h + ".bias", False))
+    for m, t, h in norms:
+      rows.append((mg + m + "/gamma", t1 + t + "/gamma", hf + h + ".weight", False))
+      rows.append((mg + m + "/beta", t1 + t + "/beta", hf + h + ".bias", False))
+  missing = sorted(set(by_name) - {r[0] for r in rows})
+  if missing:
+    raise AssertionError(f"weight table does not cover encoder variables {missing}")
+  return [(by_name[mg], t1, hf, linear) for mg, t1, hf, linear in rows]
+
+
+def _assign(variable, value, source_name, source):
+  value = np.asarray(value)
+  if value.size != int(np.prod(variable.shape)):
+    raise ConfigError(f"{source}: weight {source_name} has shape {list(value.shape)}, "
+                      f"but the config needs {variable.shape.as_list()}")
+  variable.assign(value.reshape(variable.shape).astype(variable.dtype.as_numpy_dtype))
+
+
+def load_google_checkpoint(encoder, ckpt_prefix, num_layers):
+  reader = tf.train.load_checkpoint(ckpt_prefix)
+  available = reader.get_variable_to_shape_map()
+  for variable, tf1_name, _, _ in _weight_table(encoder, num_layers):
+    if tf1_name not in available:
+      raise ConfigError(f"{ckpt_prefix}: checkpoint has no variable {tf1_name}")
+    _assign(variable, reader.get_tensor(tf1_name), tf1_name, ckpt_prefix)
+
+
+def load_huggingface_safetensors(encoder, path, num_layers):
+  from safetensors.numpy import load_file
+  tensors = load_file(path)
+  prefix = "bert." if any(k.startswith("bert.") for k in tensors) else ""
+  # Old HF checkpoints name LayerNorm parameters gamma/beta.
+  tensors = {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight",
+                    re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", k)): v for k, v in tensors.items()}
+  for variable, _, hf_name, linear in _weight_table(encoder, num_layers):
+    name = prefix + hf_name
+    if name not in tensors:
+      raise ConfigError(f"{path}: no tensor {name}")
+    value = tensors[name].T if linear else tensors[name]
+    _assign(variable, value, name, path)
+
+
+def _read_vocab_checked(path, config, source):
+  vocab = bert_config_lib.read_vocab(path)
+  if len(vocab) != config.vocab_size:
+    raise ConfigError(f"{path}: vocab has {len(vocab)} tokens but {source} says "
+                      f"vocab_size {config.vocab_size}")
+  return vocab
+
+
+def _require(directory, *names):
+  for name in names:
+    if not os.path.exists(os.path.join(directory, name)):
+      raise ConfigError(f"{directory}: missing {name}")
+
+
+def _google_ckpt_prefix(directory):
+  for name in ("bert_model.ckpt", "model.ckpt"):
+    if os.path.exists(os.path.join(directory, name + ".index")):
+      return os.path.join(directory, name)
+  latest = tf.train.latest_checkpoint(directory)
+  if latest is None:
+    raise ConfigError(f"{directory}: missing bert_model.ckpt.index (a Google BERT checkpoint)")
+  return latest
+
+
+def load_backbone(spec=model_cache.DEFAULT_MODEL, do_lower_case=None, dropout=True):
+  """Resolves a `--bert_model` value into a Backbone (see module docstring)."""
+  if spec in model_cache.BUNDLED_MODELS:
+    directory = model_cache.bundled_model_dir(spec)
+    return _load_directory(directory, do_lower_case, dropout, spec)
+  if checkpoints.is_toolkit_checkpoint(spec):
+    return _load_toolkit_checkpoint(spec, do_lower_case, dropout)
+  if not os.path.exists(spec) and not os.path.exists(spec + ".index"):
+    raise ConfigError(f"--bert_model {spec!r}: neither a bundled model "
+                      f"({', '.join(model_cache.BUNDLED_MODELS)}) nor an existing path")
+  if not os.path.isdir(spec):
+    raise ConfigError(f"--bert_model {spec!r}: not a model directory or a metabert-tf checkpoint")
+  return _load_directory(spec, do_lower_case, dropout, spec)
+
+
+def _load_directory(directory, do_lower_case, dropout, name):
+  if os.path.exists(os.path.join(directory, "config.json")):  # Hugging Face layout
+    _require(directory, "model.safetensors", "vocab.txt")
+    config = bert_config_lib.BertConfig.from_json_file(
+        os.path.join(directory, "config.json"), flavor="huggingface")
+    vocab = _read_vocab_checked(os.path.join(directory, "vocab.txt"), config, "config.json")
+    lower = _huggingface_lower_case(directory, vocab) if do_lower_case is None else do_lower_case
+    encoder = build_encoder(config, dropout)
+    load_huggingface_safetensors(encoder, os.path.join(directory, "model.safetensors"),
+                                 config.num_hidden_layers)
+  elif os.path.exists(os.path.join(directory, "bert_config.json")):  # Google layout
+    _require(directory, "vocab.txt")
+    config = bert_config_lib.BertConfig.from_json_file(
+        os.path.join(directory, "bert_config.json"), flavor="google")
+    vocab = _read_vocab_checked(os.path.join(directory, "vocab.txt"), config, "bert_config.json")
+    lower = (not tokenization.vocab_is_cased(vocab)) if do_lower_case is None else do_lower_case
+    encoder = build_encoder(config, dropout)
+    load_google_checkpoint(encoder, _google_ckpt_prefix(directory), config.num_hidden_layers)
+  else:
+    raise ConfigError(f"{directory}: no config.json (Hugging Face) or bert_config.json "
+                      "(Google BERT) and no metabert-tf checkpoint")
+  tokenization.check_case_matches_vocab(vocab, lower, name)
+  logging.info("Loaded %s: %d layers, hidden %d, vocab %d, lower_case=%s", name,
+               config.num_hidden_layers, config.hidden_size, config.vocab_size, lower)
+  return Backbone(config, encoder, vocab, lower, name)
+
+
+def _huggingface_lower_case(directory, vocab):
+  path = os.path.join(directory, "tokenizer_config.json")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      value = json.load(f).get("do_lower_case")
+    if value is not None:
+      return bool(value)
+  return not tokenization.vocab_is_cased(vocab)
+
+
+def _load_toolkit_checkpoint(spec, do_lower_case, dropout):
+  prefix = checkpoints.resolve_prefix(spec)
+  meta = checkpoints.read_metadata(prefix)
+  config = bert_config_lib.BertConfig(**meta["bert_config"])
+  vocab = meta["vocab"]
+  lower = meta["lower_case"] if do_lower_case is None else do_lower_case
+  tokenization.check_case_matches_vocab(vocab, lower, prefix)
+  encoder = build_encoder(config, dropout)
+  status = tf.train.Checkpoint(encoder=encoder).read(prefix)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+  logging.info("Loaded metabert-tf checkpoint %s (labels %s)", prefix, meta.get("label_list"))
+  return Backbone(config, encoder, vocab, lower, prefix, meta.get("label_list"), prefix)

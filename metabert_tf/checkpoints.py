@@ -1,0 +1,53 @@
+"""metabert-tf checkpoints: TF checkpoints that carry everything needed to reload a model.
+
+Besides the weights (`encoder`, `head`, and during training the optimizer and progress), each
+checkpoint stores one string variable `metadata`: JSON with the BERT config, the vocabulary,
+the casing, the label list and max_seq_length. So `--bert_model <prefix>` works alone.
+Never pickles; meta-learning "learner" copies are never passed to `make_checkpoint`.
+"""
+import json
+import os
+
+import tensorflow as tf
+
+_METADATA_KEY = "metadata/.ATTRIBUTES/VARIABLE_VALUE"
+FORMAT = "metabert-tf/1"
+
+
+def metadata_variable(bert_config, vocab, lower_case, label_list, max_seq_length, **extra):
+  payload = {"format": FORMAT, "bert_config": json.loads(bert_config.to_json()),
+             "vocab": list(vocab), "lower_case": bool(lower_case),
+             "label_list": None if label_list is None else list(label_list),
+             "max_seq_length": int(max_seq_length), **extra}
+  return tf.Variable(json.dumps(payload), trainable=False, dtype=tf.string, name="metadata")
+
+
+def _has_metadata(prefix):
+  try:
+    return _METADATA_KEY in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+  except (tf.errors.NotFoundError, ValueError, tf.errors.DataLossError):
+    return False
+
+
+def resolve_prefix(spec):
+  """A checkpoint prefix, or a directory whose newest checkpoint is used."""
+  if os.path.isdir(spec):
+    for directory in (spec, os.path.join(spec, "ckpt")):
+      latest = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+      if latest:
+        return latest
+    return None
+  return spec if os.path.exists(spec + ".index") else None
+
+
+def is_toolkit_checkpoint(spec):
+  prefix = resolve_prefix(spec)
+  return prefix is not None and _has_metadata(prefix)
+
+
+def read_metadata(prefix):
+  raw = tf.train.load_checkpoint(prefix).get_tensor(_METADATA_KEY)
+  meta = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+  if meta.get("format") != FORMAT:
+    raise ValueError(f"{prefix}: unsupported checkpoint format {meta.get('format')!r}")
+  return meta

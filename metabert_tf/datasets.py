@@ -1,0 +1,65 @@
+"""From a file name on the command line to encoded features: readers, label lists, tf_records."""
+import os
+
+from data_prep import readers
+from data_prep.examples import DataError
+from metabert_tf import records
+
+TF_RECORD_SUFFIXES = (".tf_record", ".tfrecord")
+
+
+def resolve(path, data_dir):
+  """Relative paths are looked up under --data_dir (when given)."""
+  if path and data_dir and not os.path.isabs(path) and not os.path.exists(path):
+    return os.path.join(data_dir, path)
+  return path
+
+
+def leopard_files(data_dir, task, k, split):
+  """(train, eval) paths of a LEOPARD-layout data dir: <task>/<task>_train_<F>_<K>.json."""
+  if not data_dir:
+    raise DataError("--data_dir", "--task needs --data_dir (a LEOPARD-layout directory)")
+  for root in (data_dir, os.path.join(data_dir, "json")):
+    task_dir = os.path.join(root, task)
+    if os.path.isdir(task_dir):
+      train = os.path.join(task_dir, f"{task}_train_{split}_{k}.json")
+      evals = os.path.join(task_dir, f"{task}_eval.json")
+      if not os.path.exists(train):
+        available = sorted(f for f in os.listdir(task_dir) if "_train_" in f)
+        raise DataError(train, f"no such split file (have: {', '.join(available[:6])}...)")
+      return train, evals
+  raise DataError(data_dir, f"no directory for task {task!r}")
+
+
+def is_tf_record(path):
+  return path.endswith(TF_RECORD_SUFFIXES)
+
+
+def read(path):
+  """LabeledExamples from any reader format (not tf_records: those are already encoded)."""
+  return readers.read_examples(path)
+
+
+def choose_label_list(example_sets, given=None, source="data"):
+  """`given` when the data's labels fit it (a checkpoint's or --label_list), else sorted labels."""
+  labels = sorted({e.label for examples in example_sets for e in examples})
+  if given is not None and set(labels) <= set(given):
+    return list(given)
+  if given is not None and source:
+    unknown = sorted(set(labels) - set(given))
+    raise DataError(source, f"labels {unknown} are not in the model's label list {list(given)}")
+  return labels
+
+
+def load_features(path, input_encoder, label_list):
+  """Encoded features of one file; tf_records are validated against max_seq_length/labels."""
+  if is_tf_record(path):
+    features, meta = records.load(path, input_encoder.max_seq_length, len(label_list))
+    if meta and meta.get("label_list") and meta["label_list"] != list(label_list):
+      raise DataError(path, f"records use label list {meta['label_list']}, the model "
+                      f"{list(label_list)}")
+    if meta and meta.get("vocab_fingerprint") not in (None, records.vocab_fingerprint(
+        input_encoder.vocab)):
+      raise DataError(path, "records were encoded with a different vocabulary than the model's")
+    return features
+  return records.encode(read(path), input_encoder, label_list, source=path)

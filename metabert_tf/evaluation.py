@@ -1,0 +1,42 @@
+"""Prediction over in-memory features, and the classification metrics we report."""
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from metabert_tf import records
+
+
+def predict_logits(model, features, batch_size=64, progress=True, desc="eval"):
+  """Logits [n, num_labels] for encoded features, in order; batches trimmed to their longest row."""
+  inputs = {k: features[k] for k in records.MODEL_INPUTS}
+  ds = tf.data.Dataset.from_tensor_slices(inputs).batch(batch_size).map(records.trim_to_longest)
+
+  @tf.function(reduce_retracing=True)
+  def forward(batch):
+    return model(batch, training=False)
+
+  n = len(features["input_word_ids"])
+  out = []
+  with tqdm(total=n, desc=desc, unit="ex", disable=not progress, leave=False) as bar:
+    for batch in ds:
+      out.append(forward(batch).numpy())
+      bar.update(len(out[-1]))
+  return np.concatenate(out)
+
+
+def classification_metrics(labels, predictions, num_labels):
+  labels = np.asarray(labels)
+  predictions = np.asarray(predictions)
+  f1s = []
+  for c in range(num_labels):
+    tp = np.sum((predictions == c) & (labels == c))
+    fp = np.sum((predictions == c) & (labels != c))
+    fn = np.sum((predictions != c) & (labels == c))
+    f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+  return {"accuracy": float(np.mean(labels == predictions)), "macro_f1": float(np.mean(f1s)),
+          "num_examples": int(len(labels))}
+
+
+def evaluate(model, features, num_labels, batch_size=64, progress=True):
+  logits = predict_logits(model, features, batch_size, progress)
+  return classification_metrics(features["label_ids"], logits.argmax(-1), num_labels)

@@ -1,0 +1,31 @@
+"""Small file helpers: nothing half-written is ever left behind."""
+import contextlib
+import json
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w", encoding="utf-8"):
+  """Writes to a temp file beside `path`, renames it over `path` only on success."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+  os.close(fd)
+  try:
+    with open(tmp, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
+      yield f
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def atomic_write_text(path, text):
+  with atomic_open(path) as f:
+    f.write(text)
+
+
+def atomic_write_json(path, obj):
+  atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

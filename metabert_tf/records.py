@@ -1,0 +1,183 @@
+"""The one place that knows the BERT tf_record schema, its metadata file, and label maps.
+
+A record holds `input_ids`, `input_mask`, `segment_ids` (int64 [max_seq_length]), `label_ids`
+(int64) and optionally `domain_ids` (int64): Google BERT's run_classifier layout, so the original
+LEOPARD files read with the same spec. Beside each file we write `<file>.meta.json` with the
+label list, num_labels, max_seq_length, counts per label and domain, and a vocab fingerprint.
+In memory, encoded data is a dict of numpy arrays keyed by the model's input names
+(`input_word_ids`, `input_mask`, `input_type_ids`, `label_ids`, `domain_ids`).
+"""
+import collections
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from data_prep.examples import DataError
+from metabert_tf import io_utils
+
+MODEL_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+_RECORD_NAMES = {"input_word_ids": "input_ids", "input_mask": "input_mask",
+                 "input_type_ids": "segment_ids"}
+
+
+def feature_spec(max_seq_length, with_domains=False):
+  spec = {name: tf.io.FixedLenFeature([max_seq_length], tf.int64)
+          for name in _RECORD_NAMES.values()}
+  spec["label_ids"] = tf.io.FixedLenFeature([], tf.int64)
+  if with_domains:
+    spec["domain_ids"] = tf.io.FixedLenFeature([], tf.int64)
+  return spec
+
+
+def vocab_fingerprint(vocab):
+  return hashlib.sha256("\n".join(vocab).encode("utf-8")).hexdigest()[:16]
+
+
+def build_label_list(examples, given=None, source="data"):
+  """The label list: `given` (checked against the data) or the data's labels, sorted."""
+  seen = sorted({e.label for e in examples})
+  if given is None:
+    return seen
+  unknown = [label for label in seen if label not in given]
+  if unknown:
+    raise DataError(source, f"labels {unknown} are not in the label list {list(given)}")
+  return list(given)
+
+
+def encode(examples, input_encoder, label_list, domain_list=None, source="data"):
+  """LabeledExamples -> dict of numpy arrays (see module docstring)."""
+  if not examples:
+    raise DataError(source, "no examples")
+  index = {label: i for i, label in enumerate(label_list)}
+  for i, e in enumerate(examples):
+    if e.label not in index:
+      raise DataError(source, f"unknown label {e.label!r} (expected one of {list(label_list)})", i)
+  if any(e.is_encoded for e in examples):
+    features = _pad_encoded(examples, input_encoder.max_seq_length, source)
+  else:
+    features = input_encoder.encode_examples(examples)
+  features["label_ids"] = np.array([index[e.label] for e in examples], np.int32)
+  if domain_list is not None:
+    domains = {d: i for i, d in enumerate(domain_list)}
+    features["domain_ids"] = np.array([domains[e.domain] for e in examples], np.int32)
+  return features
+
+
+def _pad_encoded(examples, max_seq_length, source):
+  out = {k: np.zeros([len(examples), max_seq_length], np.int32) for k in MODEL_INPUTS}
+  for i, e in enumerate(examples):
+    n = len(e.input_ids)
+    if n > max_seq_length:
+      raise DataError(source, f"encoded example has {n} tokens > max_seq_length {max_seq_length}", i)
+    out["input_word_ids"][i, :n] = e.input_ids
+    out["input_mask"][i, :n] = 1
+    out["input_type_ids"][i, :n] = e.segment_ids if e.segment_ids is not None else 0
+  return out
+
+
+def write(path, features, label_list, vocab, lower_case, domain_list=None):
+  """Writes features (from `encode`) to a tf_record and its metadata JSON, atomically."""
+  n, max_seq_length = features["input_word_ids"].shape
+  tmp = path + ".tmp"
+  try:
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for i in range(n):
+        feats = {rec: _int64(features[name][i]) for name, rec in _RECORD_NAMES.items()}
+        feats["label_ids"] = _int64([features["label_ids"][i]])
+        if "domain_ids" in features:
+          feats["domain_ids"] = _int64([features["domain_ids"][i]])
+        writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  label_counts = collections.Counter(label_list[i] for i in features["label_ids"])
+  meta = {"num_examples": int(n), "max_seq_length": int(max_seq_length),
+          "label_list": list(label_list), "num_labels": len(label_list),
+          "label_counts": dict(sorted(label_counts.items())),
+          "vocab_fingerprint": vocab_fingerprint(vocab), "lower_case": bool(lower_case)}
+  if domain_list is not None:
+    meta["domain_list"] = list(domain_list)
+    meta["domain_counts"] = dict(sorted(collections.Counter(
+        domain_list[i] for i in features["domain_ids"]).items()))
+  io_utils.atomic_write_json(metadata_path(path), meta)
+  return meta
+
+
+def _int64(values):
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def metadata_path(path):
+  return path + ".meta.json"
+
+
+def read_metadata(path):
+  meta_file = metadata_path(path)
+  if not os.path.exists(meta_file):
+    return None
+  with open(meta_file, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def load(path, max_seq_length, num_labels=None):
+  """Reads a BERT-format tf_record fully into numpy arrays, validating every record."""
+  if not os.path.exists(path):
+    raise DataError(path, "file not found")
+  meta = read_metadata(path)
+  if meta is not None:
+    if meta["max_seq_length"] != max_seq_length:
+      raise DataError(path, f"records have sequence length {meta['max_seq_length']} but "
+                      f"--max_seq_length is {max_seq_length}")
+    num_labels = meta["num_labels"] if num_labels is None else num_labels
+  columns = collections.defaultdict(list)
+  try:
+    for i, raw in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+      feats = tf.train.Example.FromString(raw).features.feature
+      for name in list(_RECORD_NAMES.values()) + ["label_ids", "domain_ids"]:
+        if name not in feats:
+          if name == "domain_ids":
+            continue
+          raise DataError(path, f"record has no feature {name!r}", i)
+        values = feats[name].int64_list.value
+        if name in _RECORD_NAMES.values() and len(values) != max_seq_length:
+          raise DataError(path, f"{name} has length {len(values)} but --max_seq_length is "
+                          f"{max_seq_length}", i)
+        columns[name].append(values if name in _RECORD_NAMES.values() else values[0])
+      label = columns["label_ids"][-1]
+      if num_labels is not None and not 0 <= label < num_labels:
+        raise DataError(path, f"label_ids {label} is not in [0, {num_labels})", i)
+  except tf.errors.DataLossError as e:
+    raise DataError(path, f"corrupt tf_record ({e.message.splitlines()[0]})") from None
+  if not columns:
+    raise DataError(path, "no records")
+  out = {name: np.asarray(columns[rec], np.int32) for name, rec in _RECORD_NAMES.items()}
+  out["label_ids"] = np.asarray(columns["label_ids"], np.int32)
+  if columns.get("domain_ids"):
+    out["domain_ids"] = np.asarray(columns["domain_ids"], np.int32)
+  return out, meta
+
+
+def trim_to_longest(batch, bucket=32):
+  """Cuts padding columns no row of the batch uses, to a multiple of `bucket` (few shapes,
+  so tf.function traces at most max_seq_length/bucket times)."""
+  length = tf.reduce_max(tf.reduce_sum(batch["input_mask"], axis=1))
+  full = tf.shape(batch["input_mask"])[1]
+  length = tf.minimum(full, (length + bucket - 1) // bucket * bucket)
+  return {k: (v[:, :length] if k in MODEL_INPUTS else v) for k, v in batch.items()}
+
+
+def make_dataset(features, batch_size, shuffle=False, seed=0, repeat=False, bucket=32):
+  """A tf.data pipeline over in-memory features; batches trimmed to their longest row."""
+  ds = tf.data.Dataset.from_tensor_slices(features)
+  if shuffle:
+    ds = ds.shuffle(len(features["label_ids"]), seed=seed, reshuffle_each_iteration=True)
+  if repeat:
+    ds = ds.repeat()
+  ds = ds.batch(batch_size)
+  if bucket:
+    ds = ds.map(lambda b: trim_to_longest(b, bucket))
+  return ds.prefetch(tf.data.AUTOTUNE)

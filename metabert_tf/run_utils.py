@@ -1,0 +1,96 @@
+"""What every entry point does the same way: output dirs, hyparams.txt, the log file,
+distribution strategies, precision, and one-line errors instead of tracebacks."""
+import contextlib
+import logging as py_logging
+import os
+import random
+import shutil
+import sys
+
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from official.common import distribute_utils
+
+from data_prep.examples import DataError
+from metabert_tf import io_utils
+from metabert_tf.bert_config import ConfigError
+from metabert_tf.model_cache import ModelCacheError
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+USER_ERRORS = (DataError, ConfigError, ModelCacheError, FileExistsError, flags.ValidationError)
+
+
+def define_common_flags():
+  """Flags shared by run_finetune.py and run_meta_train.py."""
+  flags.DEFINE_string("bert_model", "minilm-l6", "Bundled model name, Google BERT dir, Hugging "
+                      "Face BERT dir, or a metabert-tf checkpoint (prefix or directory).")
+  flags.DEFINE_bool("do_lower_case", None, "Lower-case input; default: what the model says.")
+  flags.DEFINE_string("output_dir", None, "Where hyparams.txt, the log, ckpt/ and results go.")
+  flags.DEFINE_bool("overwrite_output_dir", False, "Delete output_dir first instead of resuming.")
+  flags.DEFINE_integer("max_seq_length", 128, "Tokens per example after WordPiece, padded.")
+  flags.DEFINE_integer("seed", 0, "Seed for initialisation, shuffling and sampling.")
+  flags.DEFINE_enum("distribution_strategy", "one_device", STRATEGIES, "tf.distribute strategy.")
+  flags.DEFINE_string("tpu", None, "TPU address, with --distribution_strategy=tpu.")
+  flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "bf16 = Keras mixed_bfloat16 policy.")
+  flags.DEFINE_string("data_dir", None, "Root the data paths are relative to.")
+
+
+def set_seed(seed):
+  random.seed(seed)
+  np.random.seed(seed)
+  tf.random.set_seed(seed)
+
+
+def set_precision(precision):
+  tf_keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+
+
+def get_strategy(name, tpu=None):
+  if name == "tpu" and not tpu:
+    raise flags.ValidationError("--distribution_strategy=tpu needs --tpu")
+  if name == "one_device":  # Model Garden picks the GPU when there is one, else the CPU
+    return distribute_utils.get_distribution_strategy("one_device", num_gpus=min(
+        1, len(tf.config.list_physical_devices("GPU"))))
+  return distribute_utils.get_distribution_strategy(name, tpu_address=tpu)
+
+
+def prepare_output_dir(output_dir, overwrite):
+  """Creates output_dir; with --overwrite_output_dir empties it first. Returns True when an
+  earlier run's checkpoints are there to resume from."""
+  if output_dir is None:
+    raise flags.ValidationError("--output_dir is required")
+  if overwrite and os.path.isdir(output_dir):
+    shutil.rmtree(output_dir)
+  os.makedirs(output_dir, exist_ok=True)
+  return tf.train.latest_checkpoint(os.path.join(output_dir, "ckpt")) is not None
+
+
+def write_hyparams(output_dir, flag_values=None):
+  """hyparams.txt: every flag of the main module as `--name=value`, usable as a --flagfile."""
+  flag_values = flag_values or flags.FLAGS
+  by_module = flag_values.flags_by_module_dict()
+  ours = [f for module in (sys.argv[0], __name__) for f in by_module.get(module, [])]
+  lines = [f"--{f.name}={','.join(map(str, f.value)) if isinstance(f.value, list) else f.value}"
+           for f in sorted(ours, key=lambda f: f.name) if f.value is not None]
+  io_utils.atomic_write_text(os.path.join(output_dir, "hyparams.txt"), "\n".join(lines) + "\n")
+
+
+def log_to_file(output_dir, name="log.txt"):
+  handler = py_logging.FileHandler(os.path.join(output_dir, name))
+  handler.setFormatter(py_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+  logging.get_absl_logger().addHandler(handler)
+  logging.set_verbosity(logging.INFO)
+  return handler
+
+
+@contextlib.contextmanager
+def user_errors_exit():
+  """Bad input ends the program with a one-line message and exit status 1, not a traceback."""
+  try:
+    yield
+  except USER_ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
