@@ -10,24 +10,16 @@ Re-running the same command resumes from the last checkpoint (--overwrite_output
 """
 import json
 import os
-import sys
-import time
 
-from absl import app
-from absl import flags
-from absl import logging
-import tensorflow as tf
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ info lines off the console
 
-from data_prep.examples import DataError
-from metabert_tf import backbones
-from metabert_tf import checkpoints
-from metabert_tf import classifier
-from metabert_tf import datasets
-from metabert_tf import evaluation
-from metabert_tf import export
-from metabert_tf import io_utils
-from metabert_tf import run_utils
-from metabert_tf import training
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from metabert_tf import datasets  # noqa: E402
+from metabert_tf import finetune_job  # noqa: E402
+from metabert_tf import run_utils  # noqa: E402
+from metabert_tf import training  # noqa: E402
 
 run_utils.define_common_flags()
 flags.DEFINE_string("train_file", None, "Training data: any reader format or a tf_record.")
@@ -75,58 +67,20 @@ def run():
   run_utils.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite_output_dir)
   run_utils.write_hyparams(FLAGS.output_dir)
   run_utils.log_to_file(FLAGS.output_dir)
-  run_utils.set_seed(FLAGS.seed)
-  run_utils.set_precision(FLAGS.precision)
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   train_path, eval_path = data_paths()
-  if eval_path and not os.path.exists(eval_path):
-    raise DataError(eval_path, "evaluation file not found")
-
-  with strategy.scope():
-    backbone = backbones.load_backbone(FLAGS.bert_model, FLAGS.do_lower_case)
-  input_encoder = backbone.input_encoder(FLAGS.max_seq_length)
-  example_sets = [datasets.read(p) for p in (train_path, eval_path)
-                  if p and not datasets.is_tf_record(p)]
-  given = FLAGS.label_list or backbone.label_list
-  label_list = datasets.choose_label_list(example_sets, given, source=None if not FLAGS.zero_shot
-                                          else eval_path)
-  logging.info("Labels (id order): %s", label_list)
-
-  with strategy.scope():
-    model = classifier.Classifier(backbone.encoder, len(label_list)).build_all()
-    if backbone.checkpoint_prefix and backbone.label_list == label_list:
-      tf.train.Checkpoint(head=model.head).read(backbone.checkpoint_prefix).expect_partial()
-      logging.info("Classifier head restored from %s", backbone.checkpoint_prefix)
-    elif FLAGS.zero_shot:
-      logging.warning("--zero_shot with a model that has no trained classifier for these labels:"
-                      " the head is random, expect chance accuracy")
-    metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
-                                             label_list, FLAGS.max_seq_length, stage="finetune")
-  results = {"bert_model": FLAGS.bert_model, "label_list": label_list,
-             "train_file": train_path, "eval_file": eval_path}
-  if train_path:
-    train_features = datasets.load_features(train_path, input_encoder, label_list)
-    config = training.FinetuneConfig(
-        epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-        save_every_steps=FLAGS.save_every_steps, seed=FLAGS.seed, progress=FLAGS.progress)
-    results["num_train_examples"] = int(len(train_features["label_ids"]))
-    results.update(training.finetune(strategy, model, train_features, FLAGS.output_dir,
-                                     config, metadata))
-  if eval_path:
-    eval_features = datasets.load_features(eval_path, input_encoder, label_list)
-    start = time.time()
-    metrics = evaluation.evaluate(model, eval_features, len(label_list), FLAGS.eval_batch_size,
-                                  FLAGS.progress)
-    metrics["eval_seconds"] = time.time() - start
-    results.update(metrics)
-    logging.info("Eval on %s: accuracy %.4f, macro-F1 %.4f (%d examples)", eval_path,
-                 metrics["accuracy"], metrics["macro_f1"], metrics["num_examples"])
-  if FLAGS.export and train_path:
-    export_dir = FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export")
-    export.export_saved_model(model, input_encoder, label_list, export_dir)
-    results["export_dir"] = export_dir
-  io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "results.json"), results)
-  print(json.dumps({k: results[k] for k in ("accuracy", "macro_f1", "num_examples")
+  job = finetune_job.FinetuneJob(
+      output_dir=FLAGS.output_dir, train_path=train_path, eval_path=eval_path,
+      bert_model=FLAGS.bert_model, do_lower_case=FLAGS.do_lower_case,
+      label_list=FLAGS.label_list, max_seq_length=FLAGS.max_seq_length,
+      train=training.FinetuneConfig(
+          epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+          save_every_steps=FLAGS.save_every_steps, seed=FLAGS.seed, progress=FLAGS.progress),
+      eval_batch_size=FLAGS.eval_batch_size, precision=FLAGS.precision,
+      export_dir=(FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export"))
+      if FLAGS.export else None)
+  results = finetune_job.run_job(job, strategy)
+  print(json.dumps({k: results[k] for k in ("accuracy", "macro_f1", "num_examples", "export_dir")
                     if k in results}))
 
 

@@ -83,6 +83,7 @@ def log_to_file(output_dir, name="log.txt"):
   handler.setFormatter(py_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   logging.get_absl_logger().addHandler(handler)
   logging.set_verbosity(logging.INFO)
+  logging.set_stderrthreshold(logging.WARNING)  # the console shows progress bars; the file all
   return handler
 
 

@@ -20,3 +20,28 @@ def shared_dir():
       pytest.fail(message)
     pytest.skip(message)
   return path
+
+
+@pytest.fixture(scope="session")
+def tiny_google_dir(tmp_path_factory):
+  """A tiny Google-format BERT (hidden 32, 2 layers, 50-token vocab) with seeded random weights."""
+  from tests import tiny_models
+  return tiny_models.write_google_dir(str(tmp_path_factory.mktemp("tiny_google")))
+
+
+@pytest.fixture(scope="session")
+def toy_task(tmp_path_factory):
+  from tests import tiny_models
+  return tiny_models.write_toy_task(str(tmp_path_factory.mktemp("toy_task")))
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+  """The bundled MiniLM (fetched by `make model`); fails on CI when it cannot be had."""
+  from metabert_tf import model_cache
+  try:
+    return model_cache.bundled_model_dir("minilm-l6")
+  except model_cache.ModelCacheError as e:
+    if os.environ.get("CI") == "true":
+      pytest.fail(str(e))
+    pytest.skip(str(e))

@@ -1,0 +1,92 @@
+"""One fine-tuning job as data (`FinetuneJob`) and the function that runs it.
+
+`run_finetune.py` builds a job from flags; the evaluation harness builds many in one process.
+A job: load the backbone, pick the label list, train (resumable), evaluate, export, and write
+results.json into its output_dir.
+"""
+import dataclasses
+import os
+import time
+from typing import List, Optional
+
+from absl import logging
+import tensorflow as tf
+
+from data_prep.examples import DataError
+from metabert_tf import backbones
+from metabert_tf import checkpoints
+from metabert_tf import classifier
+from metabert_tf import datasets
+from metabert_tf import evaluation
+from metabert_tf import export
+from metabert_tf import io_utils
+from metabert_tf import run_utils
+from metabert_tf import training
+
+
+@dataclasses.dataclass
+class FinetuneJob:
+  output_dir: str
+  train_path: Optional[str] = None   # None: zero-shot (evaluate only)
+  eval_path: Optional[str] = None
+  bert_model: str = "minilm-l6"
+  do_lower_case: Optional[bool] = None
+  label_list: Optional[List[str]] = None
+  max_seq_length: int = 128
+  train: training.FinetuneConfig = dataclasses.field(default_factory=training.FinetuneConfig)
+  eval_batch_size: int = 64
+  export_dir: Optional[str] = None    # None: no export
+  precision: str = "fp32"
+  dropout: bool = True                # False makes training deterministic (tests)
+
+
+def run_job(job: FinetuneJob, strategy=None):
+  """Runs `job`; returns (and writes to output_dir/results.json) its results."""
+  strategy = strategy or tf.distribute.get_strategy()
+  run_utils.set_seed(job.train.seed)
+  run_utils.set_precision(job.precision)
+  if job.eval_path and not os.path.exists(job.eval_path):
+    raise DataError(job.eval_path, "evaluation file not found")
+  with strategy.scope():
+    backbone = backbones.load_backbone(job.bert_model, job.do_lower_case, job.dropout)
+  input_encoder = backbone.input_encoder(job.max_seq_length)
+  example_sets = [datasets.read(p) for p in (job.train_path, job.eval_path)
+                  if p and not datasets.is_tf_record(p)]
+  zero_shot = job.train_path is None
+  label_list = datasets.choose_label_list(example_sets, job.label_list or backbone.label_list,
+                                          source=job.eval_path if zero_shot else None)
+  logging.info("Labels (id order): %s", label_list)
+  with strategy.scope():
+    model = classifier.Classifier(backbone.encoder, len(label_list),
+                                  dropout_rate=0.1 if job.dropout else 0.0).build_all()
+    if backbone.checkpoint_prefix and backbone.label_list == label_list:
+      tf.train.Checkpoint(head=model.head).read(backbone.checkpoint_prefix).expect_partial()
+      logging.info("Classifier head restored from %s", backbone.checkpoint_prefix)
+    elif zero_shot:
+      logging.warning("Zero-shot evaluation of a model with no trained classifier for %s: the "
+                      "head is random, expect chance accuracy", label_list)
+    metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
+                                             label_list, job.max_seq_length, stage="finetune")
+  results = {"bert_model": job.bert_model, "label_list": label_list, "train_file": job.train_path,
+             "eval_file": job.eval_path, "precision": job.precision,
+             "train_config": dataclasses.asdict(job.train)}
+  if not zero_shot:
+    train_features = datasets.load_features(job.train_path, input_encoder, label_list)
+    results["num_train_examples"] = int(len(train_features["label_ids"]))
+    results.update(training.finetune(strategy, model, train_features, job.output_dir, job.train,
+                                     metadata))
+  if job.eval_path:
+    eval_features = datasets.load_features(job.eval_path, input_encoder, label_list)
+    start = time.time()
+    metrics = evaluation.evaluate(model, eval_features, len(label_list), job.eval_batch_size,
+                                  job.train.progress)
+    metrics["eval_seconds"] = time.time() - start
+    metrics["eval_examples_per_second"] = metrics["num_examples"] / metrics["eval_seconds"]
+    results.update(metrics)
+    logging.info("Eval on %s: accuracy %.4f, macro-F1 %.4f (%d examples)", job.eval_path,
+                 metrics["accuracy"], metrics["macro_f1"], metrics["num_examples"])
+  if job.export_dir and not zero_shot:
+    export.export_saved_model(model, input_encoder, label_list, job.export_dir)
+    results["export_dir"] = job.export_dir
+  io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
+  return results

@@ -1,0 +1,109 @@
+"""Fine-tuning end to end on a tiny BERT: learning, resume after a kill, export, zero-shot."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+
+from metabert_tf import backbones
+from metabert_tf import finetune_job
+from metabert_tf import predict
+from metabert_tf import training
+
+
+def _job(tmp_path, name, bert_model, toy_task, **overrides):
+  train = overrides.pop("train", training.FinetuneConfig(
+      epochs=16, batch_size=8, learning_rate=2e-3, warmup_proportion=0.0, seed=3, progress=False))
+  fields = dict(output_dir=str(tmp_path / name), train_path=toy_task["train"],
+                eval_path=toy_task["eval"], bert_model=bert_model, max_seq_length=16,
+                train=train, dropout=False)
+  fields.update(overrides)
+  return finetune_job.FinetuneJob(**fields)
+
+
+def _weights(prefix):
+  reader = tf.train.load_checkpoint(prefix)
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.startswith(("encoder/", "head/")) and "OPTIMIZER_SLOT" not in k}
+
+
+def test_finetune_learns_and_writes_outputs(tmp_path, tiny_google_dir, toy_task):
+  job = _job(tmp_path, "run", tiny_google_dir, toy_task, export_dir=str(tmp_path / "run/export"))
+  results = finetune_job.run_job(job)
+  assert results["accuracy"] >= 0.9, results
+  assert results["label_list"] == ["negative", "positive"]
+  assert results["train_steps"] == 16 * 3
+  saved = json.load(open(tmp_path / "run/results.json"))
+  assert saved["accuracy"] == results["accuracy"]
+  assert tf.train.latest_checkpoint(str(tmp_path / "run/ckpt")).endswith("finetune-48")
+  assert os.listdir(tmp_path / "run/tensorboard")
+  # The export takes raw strings and agrees with the trained model.
+  rows = [("the movie is very good .", None), ("the book is very boring .", None)]
+  preds = predict.predict(job.export_dir, rows, progress=False)
+  assert [p["label"] for p in preds] == ["positive", "negative"]
+  assert all(abs(sum(p["probabilities"]) - 1) < 1e-5 for p in preds)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_google_dir, toy_task, monkeypatch):
+  config = training.FinetuneConfig(epochs=3, batch_size=8, learning_rate=1e-3,
+                                   save_every_steps=2, seed=5, progress=False)
+  full = finetune_job.run_job(_job(tmp_path, "full", tiny_google_dir, toy_task, train=config))
+
+  real_make = training._make_train_step
+
+  def dying_make(*args):
+    step_fn, calls = real_make(*args), []
+
+    def step(batch):
+      if len(calls) == 5:  # killed during step 6; the checkpoint of step 4 is on disk
+        raise KeyboardInterrupt
+      calls.append(1)
+      return step_fn(batch)
+    return step
+
+  monkeypatch.setattr(training, "_make_train_step", dying_make)
+  job = _job(tmp_path, "resumed", tiny_google_dir, toy_task, train=config)
+  with pytest.raises(KeyboardInterrupt):
+    finetune_job.run_job(job)
+  assert tf.train.latest_checkpoint(job.output_dir + "/ckpt").endswith("finetune-4")
+  monkeypatch.setattr(training, "_make_train_step", real_make)
+  resumed = finetune_job.run_job(job)
+  assert resumed["accuracy"] == full["accuracy"]
+  a, b = _weights(full["checkpoint"]), _weights(resumed["checkpoint"])
+  assert a.keys() == b.keys() and a
+  for name in a:
+    np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)
+
+
+def test_zero_shot_from_own_checkpoint_keeps_labels(tmp_path, tiny_google_dir, toy_task):
+  trained = finetune_job.run_job(_job(tmp_path, "trained", tiny_google_dir, toy_task))
+  ckpt_dir = str(tmp_path / "trained/ckpt")
+  backbone = backbones.load_backbone(ckpt_dir)
+  assert backbone.label_list == ["negative", "positive"]
+  zero = finetune_job.run_job(_job(tmp_path, "zero", ckpt_dir, toy_task, train_path=None))
+  assert zero["label_list"] == trained["label_list"]
+  assert zero["accuracy"] == pytest.approx(trained["accuracy"])
+  # A label order given explicitly in the checkpoint wins over the data's sorted order.
+  rev = finetune_job.run_job(_job(tmp_path, "rev", tiny_google_dir, toy_task,
+                                  label_list=["positive", "negative"], train_path=None))
+  assert rev["label_list"] == ["positive", "negative"]
+
+
+def test_minilm_short_sequences_finetune_and_export(tmp_path, minilm_dir, shared_dir):
+  """Integration: the real MiniLM on a LEOPARD k-shot split, short sequences."""
+  task_dir = shared_dir / "data/leopard/json/sentiment_books"
+  evals = json.load(open(task_dir / "sentiment_books_eval.json"))
+  small_eval = tmp_path / "eval.json"
+  small_eval.write_text(json.dumps(evals[:16] + evals[-16:]))
+  job = finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "minilm"), train_path=str(task_dir / "sentiment_books_train_0_4.json"),
+      eval_path=str(small_eval), bert_model="minilm-l6", max_seq_length=32,
+      train=training.FinetuneConfig(epochs=2, batch_size=8, progress=False),
+      export_dir=str(tmp_path / "minilm/export"))
+  results = finetune_job.run_job(job)
+  assert results["num_examples"] == 32 and results["num_train_examples"] == 8
+  assert results["label_list"] == ["negative", "positive"]
+  preds = predict.predict(job.export_dir, [("Naïve café: a GREAT read!", None)], progress=False)
+  assert preds[0]["label"] in ("negative", "positive")
