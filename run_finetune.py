@@ -37,6 +37,7 @@ flags.DEFINE_bool("zero_shot", False, "Evaluate without training (a checkpoint's
 flags.DEFINE_string("export_dir", None, "SavedModel destination (default output_dir/export).")
 flags.DEFINE_bool("export", True, "Export a SavedModel taking raw strings after training.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.mark_flags_as_required(["output_dir"])
 FLAGS = flags.FLAGS
 
 

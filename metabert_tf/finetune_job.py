@@ -45,8 +45,9 @@ def run_job(job: FinetuneJob, strategy=None):
   strategy = strategy or tf.distribute.get_strategy()
   run_utils.set_seed(job.train.seed)
   run_utils.set_precision(job.precision)
-  if job.eval_path and not os.path.exists(job.eval_path):
-    raise DataError(job.eval_path, "evaluation file not found")
+  for path in (job.train_path, job.eval_path):  # fail before the slow model load
+    if path and not os.path.exists(path):
+      raise DataError(path, "file not found")
   with strategy.scope():
     backbone = backbones.load_backbone(job.bert_model, job.do_lower_case, job.dropout)
   input_encoder = backbone.input_encoder(job.max_seq_length)

@@ -161,7 +161,8 @@ def test_encode_examples_batches_and_pairs():
     np.testing.assert_array_equal(out[key], direct[key])
   assert out["input_word_ids"][3].tolist() == _padded([CLS, SEP], 10, PAD)  # None text -> empty
 
-  pairs = [LabeledExample("a man", "entails", "someone"), LabeledExample("a dog", "neutral", "a cat")]
+  pairs = [LabeledExample("a man", "entails", "someone"),
+           LabeledExample("a dog", "neutral", "a cat")]
   out = encoder.encode_examples(pairs)
   assert out["input_word_ids"][1].tolist() == _padded(
       _ids(["[CLS]", "a", "dog", "[SEP]", "a", "cat", "[SEP]"]), 10, PAD)
