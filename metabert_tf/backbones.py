@@ -111,11 +111,26 @@ def _weight_table(encoder, num_layers):
   return [(by_name[mg], t1, hf, linear) for mg, t1, hf, linear in rows]
 
 
-def _assign(variable, value, source_name, source):
+def _source_shape(variable):
+  """The TF1 shape of a variable: per-head kernels/biases are stored flat ([H,H], [H])."""
+  shape = variable.shape.as_list()
+  if len(shape) == 3 and "attention_output" in variable.name:
+    return [shape[0] * shape[1], shape[2]]
+  if len(shape) == 3:
+    return [shape[0], shape[1] * shape[2]]
+  if len(shape) == 2 and "self_attention/" in variable.name and "bias" in variable.name:
+    return [shape[0] * shape[1]]
+  return shape
+
+
+def _assign(variable, value, source_name, source, transposed=False):
+  """Assigns a TF1-layout value; `transposed` says the file holds its transpose (HF Linear)."""
   value = np.asarray(value)
-  if value.size != int(np.prod(variable.shape)):
-    raise ConfigError(f"{source}: weight {source_name} has shape {list(value.shape)}, "
-                      f"but the config needs {variable.shape.as_list()}")
+  want = _source_shape(variable)
+  if list(value.shape) != want:
+    has, want = (value.shape[::-1], want[::-1]) if transposed else (value.shape, want)
+    raise ConfigError(f"{source}: weight {source_name} has shape {list(has)}, but the config "
+                      f"needs {list(want)}")
   variable.assign(value.reshape(variable.shape).astype(variable.dtype.as_numpy_dtype))
 
 
@@ -140,7 +155,7 @@ def load_huggingface_safetensors(encoder, path, num_layers):
     if name not in tensors:
       raise ConfigError(f"{path}: no tensor {name}")
     value = tensors[name].T if linear else tensors[name]
-    _assign(variable, value, name, path)
+    _assign(variable, value, name, path, transposed=linear)
 
 
 def _read_vocab_checked(path, config, source):

@@ -52,16 +52,18 @@ def encode(examples, input_encoder, label_list, domain_list=None, source="data")
   if not examples:
     raise DataError(source, "no examples")
   index = {label: i for i, label in enumerate(label_list)}
+  domains = None if domain_list is None else {d: i for i, d in enumerate(domain_list)}
   for i, e in enumerate(examples):
     if e.label not in index:
       raise DataError(source, f"unknown label {e.label!r} (expected one of {list(label_list)})", i)
+    if domains is not None and e.domain not in domains:
+      raise DataError(source, f"unknown domain {e.domain!r} (expected one of {list(domain_list)})", i)
   if any(e.is_encoded for e in examples):
     features = _pad_encoded(examples, input_encoder.max_seq_length, source)
   else:
     features = input_encoder.encode_examples(examples)
   features["label_ids"] = np.array([index[e.label] for e in examples], np.int32)
-  if domain_list is not None:
-    domains = {d: i for i, d in enumerate(domain_list)}
+  if domains is not None:
     features["domain_ids"] = np.array([domains[e.domain] for e in examples], np.int32)
   return features
 
@@ -147,6 +149,8 @@ def load(path, max_seq_length, num_labels=None):
           raise DataError(path, f"{name} has length {len(values)} but --max_seq_length is "
                           f"{max_seq_length}", i)
         columns[name].append(values if name in _RECORD_NAMES.values() else values[0])
+      if len(columns["domain_ids"]) not in (0, i + 1):
+        raise DataError(path, "domain_ids is present in some records and missing in others", i)
       label = columns["label_ids"][-1]
       if num_labels is not None and not 0 <= label < num_labels:
         raise DataError(path, f"label_ids {label} is not in [0, {num_labels})", i)

@@ -301,8 +301,9 @@ def test_error_weight_shapes_do_not_fit_config(tmp_path, weights):
                                 config={**CONFIG, "intermediate_size": 40})
   message = _load_error(hf)
   assert message.startswith(os.path.join(hf, "model.safetensors"))
-  assert "encoder.layer.0.intermediate.dense.weight has shape" in message
-  assert "the config needs [32, 40]" in message
+  # Shapes in the file's own (transposed, [out, in]) layout.
+  assert "encoder.layer.0.intermediate.dense.weight has shape [37, 32]" in message
+  assert "the config needs [40, 32]" in message
 
 
 def test_error_missing_weight(tmp_path, weights):
