@@ -7,8 +7,12 @@ from metabert_tf import records
 
 
 def predict_logits(model, features, batch_size=64, progress=True, desc="eval"):
-  """Logits [n, num_labels] for encoded features, in order; batches trimmed to their longest row."""
-  inputs = {k: features[k] for k in records.MODEL_INPUTS}
+  """Logits [n, num_labels] for encoded features, in input order.
+
+  Examples run sorted by length so each batch, trimmed to its longest row, carries little padding.
+  """
+  order = np.argsort(features["input_mask"].sum(axis=1), kind="stable")
+  inputs = {k: features[k][order] for k in records.MODEL_INPUTS}
   ds = tf.data.Dataset.from_tensor_slices(inputs).batch(batch_size).map(records.trim_to_longest)
 
   @tf.function(reduce_retracing=True)
@@ -21,7 +25,9 @@ def predict_logits(model, features, batch_size=64, progress=True, desc="eval"):
     for batch in ds:
       out.append(forward(batch).numpy())
       bar.update(len(out[-1]))
-  return np.concatenate(out)
+  logits = np.empty_like(np.concatenate(out))
+  logits[order] = np.concatenate(out)
+  return logits
 
 
 def classification_metrics(labels, predictions, num_labels):

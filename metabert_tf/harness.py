@@ -1,0 +1,133 @@
+r"""Evaluation harness: the LEOPARD few-shot protocol over tasks x K x splits, as a table and plot.
+
+  python -m metabert_tf.harness --data_dir ../shared/data/leopard/json \
+      --tasks sentiment_books,scitail --ks 4,8,16 --splits 10 --output_dir results/baseline
+
+For every (task, K, split F) it fine-tunes `--bert_model` on <task>_train_<F>_<K>.json and
+evaluates accuracy on <task>_eval.json (Bansal et al. 2020's protocol), then reports
+mean +- std (population std over the splits, as the LEOPARD papers do) per (task, K). Finished
+runs (their results.json) are reused, so a killed harness picks up where it stopped.
+Writes output_dir/{summary.json, results.md, results.png}.
+"""
+import json
+import math
+import os
+import shutil
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+from tqdm import tqdm
+
+from metabert_tf import datasets
+from metabert_tf import finetune_job
+from metabert_tf import io_utils
+from metabert_tf import run_utils
+from metabert_tf import training
+
+flags.DEFINE_string("data_dir", None, "LEOPARD-layout directory (<task>/<task>_train_F_K.json).")
+flags.DEFINE_list("tasks", ["sentiment_books", "scitail"], "Tasks to run.")
+flags.DEFINE_list("ks", ["4", "8", "16"], "Examples per label.")
+flags.DEFINE_integer("splits", 10, "Splits F = 0..splits-1.")
+flags.DEFINE_string("output_dir", None, "Where per-run dirs and the tables go.")
+flags.DEFINE_string("bert_model", "minilm-l6", "Backbone (see run_finetune.py --bert_model).")
+flags.DEFINE_integer("steps", 50, "Training steps per run (epochs = ceil(steps / steps_per_epoch)).")
+flags.DEFINE_integer("batch_size", 8, "Training batch size.")
+flags.DEFINE_float("learning_rate", 5e-5, "Peak AdamW learning rate.")
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
+flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Compute precision.")
+flags.DEFINE_integer("seed", 0, "Training seed (the same for every split).")
+flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
+flags.DEFINE_string("label", "fine-tuning", "Name of this method in the table.")
+flags.mark_flags_as_required(["data_dir", "output_dir"])
+FLAGS = flags.FLAGS
+
+
+def run_grid(tasks, ks, splits, output_dir, make_job):
+  """Runs (or reuses) every (task, k, split); returns {task: {k: [accuracy per split]}}."""
+  grid = [(t, k, f) for t in tasks for k in ks for f in range(splits)]
+  accuracies = {t: {k: [] for k in ks} for t in tasks}
+  for task, k, split in tqdm(grid, desc="harness", unit="run"):
+    run_dir = os.path.join(output_dir, f"{task}_k{k}_s{split}")
+    result_file = os.path.join(run_dir, "results.json")
+    if not os.path.exists(result_file):
+      job = make_job(task, k, split, run_dir)
+      run_utils.prepare_output_dir(run_dir, overwrite=False)
+      finetune_job.run_job(job)
+    with open(result_file) as f:
+      accuracies[task][k].append(json.load(f)["accuracy"])
+  return accuracies
+
+
+def summarize(accuracies):
+  return {task: {str(k): {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v),
+                          "accuracies": v} for k, v in by_k.items()}
+          for task, by_k in accuracies.items()}
+
+
+def markdown_table(summary, label):
+  ks = sorted({int(k) for by_k in summary.values() for k in by_k})
+  lines = [f"| task | method | " + " | ".join(f"K={k}" for k in ks) + " |",
+           "|---|---|" + "---|" * len(ks)]
+  for task, by_k in summary.items():
+    cells = [f"{100 * by_k[str(k)]['mean']:.1f} +- {100 * by_k[str(k)]['std']:.1f}"
+             if str(k) in by_k else "" for k in ks]
+    lines.append(f"| {task} | {label} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(summary, label, path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  for task, by_k in summary.items():
+    ks = sorted(int(k) for k in by_k)
+    means = [100 * by_k[str(k)]["mean"] for k in ks]
+    stds = [100 * by_k[str(k)]["std"] for k in ks]
+    ax.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=f"{task} ({label})")
+  ax.set_xscale("log", base=2)
+  ax.set_xticks(ks, [str(k) for k in ks])
+  ax.set_xlabel("K (examples per label)")
+  ax.set_ylabel("accuracy (%)")
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  with io_utils.atomic_open(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=120)
+  plt.close(fig)
+
+
+def main(_):
+  with run_utils.user_errors_exit():
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    run_utils.write_hyparams(FLAGS.output_dir)
+    run_utils.log_to_file(FLAGS.output_dir)
+    ks = [int(k) for k in FLAGS.ks]
+
+    def make_job(task, k, split, run_dir):
+      train_path, eval_path = datasets.leopard_files(FLAGS.data_dir, task, k, split)
+      n = len(datasets.read(train_path))
+      epochs = math.ceil(FLAGS.steps / math.ceil(n / FLAGS.batch_size))
+      return finetune_job.FinetuneJob(
+          output_dir=run_dir, train_path=train_path, eval_path=eval_path,
+          bert_model=FLAGS.bert_model, max_seq_length=FLAGS.max_seq_length,
+          precision=FLAGS.precision, train=training.FinetuneConfig(
+              epochs=epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+              seed=FLAGS.seed, progress=False, save_every_steps=FLAGS.steps * 10))
+
+    accuracies = run_grid(FLAGS.tasks, ks, FLAGS.splits, FLAGS.output_dir, make_job)
+    if not FLAGS.keep_checkpoints:
+      for entry in os.listdir(FLAGS.output_dir):
+        shutil.rmtree(os.path.join(FLAGS.output_dir, entry, "ckpt"), ignore_errors=True)
+    summary = summarize(accuracies)
+    io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "summary.json"), summary)
+    table = markdown_table(summary, FLAGS.label)
+    io_utils.atomic_write_text(os.path.join(FLAGS.output_dir, "results.md"), table)
+    plot(summary, FLAGS.label, os.path.join(FLAGS.output_dir, "results.png"))
+    logging.info("Results:\n%s", table)
+    print(table)
+
+
+if __name__ == "__main__":
+  app.run(main)
