@@ -34,21 +34,32 @@ ConfigError = bert_config_lib.ConfigError
 
 
 @dataclasses.dataclass
-class Backbone:
-  """An encoder with the vocabulary and casing it was trained with."""
+class BackboneSource:
+  """What `--bert_model` points at, read without building the encoder (vocab, case, config)."""
+  name: str
+  kind: str            # "huggingface", "google" or "toolkit"
+  weights: str         # safetensors file, TF1 checkpoint prefix or our checkpoint prefix
   config: bert_config_lib.BertConfig
-  encoder: networks.BertEncoderV2
   vocab: list
   lower_case: bool
-  source: str
-  label_list: Optional[list] = None      # set when loaded from one of our classifier checkpoints
-  checkpoint_prefix: Optional[str] = None  # set for our checkpoints: the classifier head lives there
+  label_list: Optional[list] = None
 
   def input_encoder(self, max_seq_length):
     if max_seq_length > self.config.max_position_embeddings:
       raise ConfigError(f"max_seq_length {max_seq_length} exceeds the model's "
                         f"max_position_embeddings {self.config.max_position_embeddings}")
     return tokenization.BertInputEncoder(self.vocab, self.lower_case, max_seq_length)
+
+  @property
+  def checkpoint_prefix(self):
+    """Our own checkpoints also hold a classifier head (and its label list)."""
+    return self.weights if self.kind == "toolkit" else None
+
+
+@dataclasses.dataclass
+class Backbone(BackboneSource):
+  """A BackboneSource with its Model Garden encoder built and its weights loaded."""
+  encoder: Optional[networks.BertEncoderV2] = None
 
 
 def build_encoder(config: bert_config_lib.BertConfig, dropout=True):
@@ -182,46 +193,65 @@ def _google_ckpt_prefix(directory):
   return latest
 
 
-def load_backbone(spec=model_cache.DEFAULT_MODEL, do_lower_case=None, dropout=True):
-  """Resolves a `--bert_model` value into a Backbone (see module docstring)."""
+def describe_backbone(spec=model_cache.DEFAULT_MODEL, do_lower_case=None):
+  """Resolves a `--bert_model` value (see module docstring) without loading weights."""
   if spec in model_cache.BUNDLED_MODELS:
-    directory = model_cache.bundled_model_dir(spec)
-    return _load_directory(directory, do_lower_case, dropout, spec)
-  if checkpoints.is_toolkit_checkpoint(spec):
-    return _load_toolkit_checkpoint(spec, do_lower_case, dropout)
-  if not os.path.exists(spec) and not os.path.exists(spec + ".index"):
+    source = _describe_directory(model_cache.bundled_model_dir(spec), do_lower_case, spec)
+  elif checkpoints.is_toolkit_checkpoint(spec):
+    prefix = checkpoints.resolve_prefix(spec)
+    meta = checkpoints.read_metadata(prefix)
+    lower = meta["lower_case"] if do_lower_case is None else do_lower_case
+    source = BackboneSource(prefix, "toolkit", prefix, bert_config_lib.BertConfig(
+        **meta["bert_config"]), meta["vocab"], lower, meta.get("label_list"))
+  elif not os.path.exists(spec) and not os.path.exists(spec + ".index"):
     raise ConfigError(f"--bert_model {spec!r}: neither a bundled model "
                       f"({', '.join(model_cache.BUNDLED_MODELS)}) nor an existing path")
-  if not os.path.isdir(spec):
+  elif not os.path.isdir(spec):
     raise ConfigError(f"--bert_model {spec!r}: not a model directory or a metabert-tf checkpoint")
-  return _load_directory(spec, do_lower_case, dropout, spec)
+  else:
+    source = _describe_directory(spec, do_lower_case, spec)
+  tokenization.check_case_matches_vocab(source.vocab, source.lower_case, source.name)
+  return source
 
 
-def _load_directory(directory, do_lower_case, dropout, name):
+def _describe_directory(directory, do_lower_case, name):
   if os.path.exists(os.path.join(directory, "config.json")):  # Hugging Face layout
     _require(directory, "model.safetensors", "vocab.txt")
     config = bert_config_lib.BertConfig.from_json_file(
         os.path.join(directory, "config.json"), flavor="huggingface")
     vocab = _read_vocab_checked(os.path.join(directory, "vocab.txt"), config, "config.json")
     lower = _huggingface_lower_case(directory, vocab) if do_lower_case is None else do_lower_case
-    encoder = build_encoder(config, dropout)
-    load_huggingface_safetensors(encoder, os.path.join(directory, "model.safetensors"),
-                                 config.num_hidden_layers)
-  elif os.path.exists(os.path.join(directory, "bert_config.json")):  # Google layout
+    return BackboneSource(name, "huggingface", os.path.join(directory, "model.safetensors"),
+                          config, vocab, lower)
+  if os.path.exists(os.path.join(directory, "bert_config.json")):  # Google layout
     _require(directory, "vocab.txt")
     config = bert_config_lib.BertConfig.from_json_file(
         os.path.join(directory, "bert_config.json"), flavor="google")
     vocab = _read_vocab_checked(os.path.join(directory, "vocab.txt"), config, "bert_config.json")
     lower = (not tokenization.vocab_is_cased(vocab)) if do_lower_case is None else do_lower_case
-    encoder = build_encoder(config, dropout)
-    load_google_checkpoint(encoder, _google_ckpt_prefix(directory), config.num_hidden_layers)
+    return BackboneSource(name, "google", _google_ckpt_prefix(directory), config, vocab, lower)
+  raise ConfigError(f"{directory}: no config.json (Hugging Face) or bert_config.json "
+                    "(Google BERT) and no metabert-tf checkpoint")
+
+
+def load_backbone(spec=model_cache.DEFAULT_MODEL, do_lower_case=None, dropout=True):
+  """Resolves a `--bert_model` value into a Backbone with its weights loaded."""
+  source = describe_backbone(spec, do_lower_case)
+  config = source.config
+  encoder = build_encoder(config, dropout)
+  if source.kind == "huggingface":
+    load_huggingface_safetensors(encoder, source.weights, config.num_hidden_layers)
+  elif source.kind == "google":
+    load_google_checkpoint(encoder, source.weights, config.num_hidden_layers)
   else:
-    raise ConfigError(f"{directory}: no config.json (Hugging Face) or bert_config.json "
-                      "(Google BERT) and no metabert-tf checkpoint")
-  tokenization.check_case_matches_vocab(vocab, lower, name)
-  logging.info("Loaded %s: %d layers, hidden %d, vocab %d, lower_case=%s", name,
-               config.num_hidden_layers, config.hidden_size, config.vocab_size, lower)
-  return Backbone(config, encoder, vocab, lower, name)
+    status = tf.train.Checkpoint(encoder=encoder).read(source.weights)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+  logging.info("Loaded %s (%s): %d layers, hidden %d, vocab %d, lower_case=%s, labels %s",
+               source.name, source.kind, config.num_hidden_layers, config.hidden_size,
+               config.vocab_size, source.lower_case, source.label_list)
+  return Backbone(**{f.name: getattr(source, f.name) for f in dataclasses.fields(source)},
+                  encoder=encoder)
 
 
 def _huggingface_lower_case(directory, vocab):
@@ -232,18 +262,3 @@ def _huggingface_lower_case(directory, vocab):
     if value is not None:
       return bool(value)
   return not tokenization.vocab_is_cased(vocab)
-
-
-def _load_toolkit_checkpoint(spec, do_lower_case, dropout):
-  prefix = checkpoints.resolve_prefix(spec)
-  meta = checkpoints.read_metadata(prefix)
-  config = bert_config_lib.BertConfig(**meta["bert_config"])
-  vocab = meta["vocab"]
-  lower = meta["lower_case"] if do_lower_case is None else do_lower_case
-  tokenization.check_case_matches_vocab(vocab, lower, prefix)
-  encoder = build_encoder(config, dropout)
-  status = tf.train.Checkpoint(encoder=encoder).read(prefix)
-  status.expect_partial()
-  status.assert_existing_objects_matched()
-  logging.info("Loaded metabert-tf checkpoint %s (labels %s)", prefix, meta.get("label_list"))
-  return Backbone(config, encoder, vocab, lower, prefix, meta.get("label_list"), prefix)

@@ -165,6 +165,22 @@ def load(path, max_seq_length, num_labels=None):
   return out, meta
 
 
+def tf_dataset(paths, max_seq_length, with_domains=False):
+  """Streams BERT-format tf_records as dicts keyed by model input names (int32).
+
+  For data too large to hold in memory; `load` reads and validates small files eagerly.
+  """
+  spec = feature_spec(max_seq_length, with_domains)
+  names = dict(_RECORD_NAMES, label_ids="label_ids", **({"domain_ids": "domain_ids"}
+                                                          if with_domains else {}))
+
+  def parse(raw):
+    example = tf.io.parse_single_example(raw, spec)
+    return {name: tf.cast(example[rec], tf.int32) for name, rec in names.items()}
+
+  return tf.data.TFRecordDataset(paths).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def trim_to_longest(batch, bucket=32):
   """Cuts padding columns no row of the batch uses, to a multiple of `bucket` (few shapes,
   so tf.function traces at most max_seq_length/bucket times)."""

@@ -85,10 +85,14 @@ def _make_train_step(strategy, model, optimizer):
     with tf.GradientTape() as tape:
       logits = model(batch, training=True)
       per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label_ids"], logits)
-      loss = tf.nn.compute_average_loss(per_example)
+      loss = tf.nn.compute_average_loss(per_example)  # / global batch: sums to the mean
     grads = tape.gradient(loss, variables)
+    # Sum over replicas first, then clip: the update is the global-batch one for any replica
+    # count (Model Garden's AdamW would clip each replica's share before the all-reduce).
+    grads = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, [tf.convert_to_tensor(g) for g in grads])
     grads, _ = tf.clip_by_global_norm(grads, 1.0)
-    optimizer.apply_gradients(zip(grads, variables))
+    optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
     return loss
 
   @tf.function(reduce_retracing=True)

@@ -387,7 +387,7 @@ def test_toolkit_checkpoint_round_trip(tmp_path, google_dir):
   assert loaded.vocab == tiny_models.VOCAB and loaded.lower_case is True
   assert loaded.label_list == labels
   assert loaded.config == source.config
-  assert loaded.checkpoint_prefix == first_prefix and loaded.source == first_prefix
+  assert loaded.checkpoint_prefix == first_prefix and loaded.name == first_prefix and loaded.kind == "toolkit"
   got = _variables(loaded.encoder)
   assert sorted(got) == sorted(first)
   for name in first:

@@ -289,3 +289,28 @@ def test_load_features_checks_label_list_and_vocab(tmp_path, encoder):
   other = tokenization.BertInputEncoder(VOCAB[:-1] + ["zzz"], True, 16)
   with pytest.raises(DataError, match="different vocabulary"):
     datasets.load_features(path, other, LABELS)
+
+
+def test_write_tf_record_cli_then_stream_and_finetune_input(tmp_path, tiny_google_dir, toy_task):
+  import subprocess
+  import sys
+  from tests.conftest import REPO_DIR
+  out = tmp_path / "train.tf_record"
+  proc = subprocess.run([sys.executable, "-m", "data_prep.write_tf_record",
+                         f"--input={toy_task['train']}", f"--output={out}",
+                         f"--bert_model={tiny_google_dir}", "--max_seq_length=16"],
+                        cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  meta = records.read_metadata(str(out))
+  assert meta["num_examples"] == 24 and meta["label_list"] == ["negative", "positive"]
+  streamed = list(records.tf_dataset(str(out), 16).as_numpy_iterator())
+  loaded, _ = records.load(str(out), 16)
+  assert len(streamed) == 24
+  for i in (0, 23):
+    for key in ("input_word_ids", "input_mask", "input_type_ids", "label_ids"):
+      np.testing.assert_array_equal(streamed[i][key], loaded[key][i])
+  bad = subprocess.run([sys.executable, "-m", "data_prep.write_tf_record",
+                        f"--input={tmp_path}/nope.jsonl", f"--output={tmp_path}/x.tf_record",
+                        f"--bert_model={tiny_google_dir}"], cwd=REPO_DIR, capture_output=True,
+                       text=True, timeout=120)
+  assert bad.returncode == 1 and "nope.jsonl" in bad.stderr and "Traceback" not in bad.stderr

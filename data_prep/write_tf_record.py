@@ -1,0 +1,51 @@
+r"""Encode labeled text into a BERT-format tf_record (+ `<file>.meta.json`) for a backbone.
+
+  python -m data_prep.write_tf_record --input train.jsonl --output train.tf_record \
+      --bert_model minilm-l6 --max_seq_length 128 [--label_list neg,pos] [--with_domains]
+
+--input is any reader format (see data_prep.readers.read_examples). The vocabulary and casing
+come from --bert_model, so the records match the model that will read them.
+"""
+import sys
+
+from absl import app
+from absl import flags
+
+from data_prep import readers
+from metabert_tf import backbones
+from metabert_tf import records
+from metabert_tf import run_utils
+
+flags.DEFINE_string("input", None, "Labeled data in any reader format.")
+flags.DEFINE_string("output", None, "The tf_record to write.")
+flags.DEFINE_string("bert_model", "minilm-l6", "Backbone whose vocabulary/casing to use.")
+flags.DEFINE_bool("do_lower_case", None, "Override the backbone's casing.")
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per record, padded.")
+flags.DEFINE_list("label_list", None, "Label order (ids); default: sorted labels of the input.")
+flags.DEFINE_bool("with_domains", False, "Also write domain_ids (sorted domain names).")
+flags.mark_flags_as_required(["input", "output"])
+FLAGS = flags.FLAGS
+
+
+def write_tf_record(input_path, output_path, source, max_seq_length, label_list=None,
+                    with_domains=False):
+  examples = readers.read_examples(input_path)
+  label_list = records.build_label_list(examples, label_list, input_path)
+  domain_list = sorted({e.domain for e in examples if e.domain}) if with_domains else None
+  features = records.encode(examples, source.input_encoder(max_seq_length), label_list,
+                            domain_list, source=input_path)
+  return records.write(output_path, features, label_list, source.vocab, source.lower_case,
+                       domain_list)
+
+
+def main(_):
+  with run_utils.user_errors_exit():
+    source = backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case)
+    meta = write_tf_record(FLAGS.input, FLAGS.output, source, FLAGS.max_seq_length,
+                           FLAGS.label_list, FLAGS.with_domains)
+    print(f"wrote {meta['num_examples']} records to {FLAGS.output} "
+          f"(labels {meta['label_counts']})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+  app.run(main)
