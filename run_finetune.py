@@ -77,7 +77,7 @@ def run():
       train=training.FinetuneConfig(
           epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
           save_every_steps=FLAGS.save_every_steps, seed=FLAGS.seed, progress=FLAGS.progress),
-      eval_batch_size=FLAGS.eval_batch_size, precision=FLAGS.precision,
+      eval_batch_size=FLAGS.eval_batch_size, precision=FLAGS.precision, pooling=FLAGS.pooling,
       export_dir=(FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export"))
       if FLAGS.export else None)
   results = finetune_job.run_job(job, strategy)

