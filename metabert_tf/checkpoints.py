@@ -10,6 +10,8 @@ import os
 
 import tensorflow as tf
 
+from metabert_tf import io_utils
+
 _METADATA_KEY = "metadata/.ATTRIBUTES/VARIABLE_VALUE"
 FORMAT = "metabert-tf/1"
 
@@ -43,6 +45,17 @@ def resolve_prefix(spec):
 def is_toolkit_checkpoint(spec):
   prefix = resolve_prefix(spec)
   return prefix is not None and _has_metadata(prefix)
+
+
+def record_checkpoint(directory, prefix):
+  """Makes `prefix` the newest checkpoint of `directory` (the `checkpoint` state file that
+  tf.train.latest_checkpoint reads), keeping the earlier ones listed. Written atomically."""
+  state = tf.train.get_checkpoint_state(directory)
+  paths = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])]
+  paths = [p for p in paths if p != os.path.basename(prefix)] + [os.path.basename(prefix)]
+  lines = [f'model_checkpoint_path: "{paths[-1]}"'] + [
+      f'all_model_checkpoint_paths: "{p}"' for p in paths]
+  io_utils.atomic_write_text(os.path.join(directory, "checkpoint"), "\n".join(lines) + "\n")
 
 
 def read_metadata(prefix):

@@ -116,3 +116,17 @@ def write_toy_task(directory, n_per_label=12, seed=0):
     with open(paths[split], "w") as f:
       f.write("".join(json.dumps(r) + "\n" for r in rows))
   return paths
+
+
+def toy_domain_examples(domains=("a", "b", "c"), per_domain=12, seed=0):
+  """Labeled multi-domain toy examples (LabeledExample) using only tiny-vocab words."""
+  from data_prep.examples import LabeledExample
+  rng = np.random.default_rng(seed)
+  examples = []
+  for domain in domains:
+    for i in range(per_domain):
+      label = ("negative", "positive")[i % 2]
+      word = rng.choice(["good", "great", "fun"] if label == "positive" else ["bad", "boring"])
+      examples.append(LabeledExample(f"the {rng.choice(['movie', 'book', 'film'])} is {word} .",
+                                     label, domain=domain))
+  return examples

@@ -1,0 +1,98 @@
+r"""Throughput of fine-tuning and of the exported model, in examples/second, fp32 and bf16.
+
+  .venv/bin/python benchmarks/finetune_throughput.py --data ../shared/data/leopard/json/sentiment_books/sentiment_books_eval.json
+
+Measures, for each precision:
+  * train_full:   train steps on batches padded to max_seq_length (every token computed);
+  * train_real:   train steps on the real reviews, each batch trimmed to its longest row;
+  * export_real:  the exported SavedModel on raw strings (tokenization in the graph included).
+Run on a quiet machine: nothing else heavy at the same time.
+"""
+import json
+import os
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from official.nlp import optimization  # noqa: E402
+
+from data_prep import readers  # noqa: E402
+from metabert_tf import backbones, classifier, export, io_utils, records, run_utils, training  # noqa: E402,E501
+
+flags.DEFINE_string("data", None, "Labeled texts to time on (any reader format).")
+flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
+flags.DEFINE_integer("batch_size", 16, "Training batch size.")
+flags.DEFINE_integer("export_batch_size", 64, "Batch size for the exported model.")
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
+flags.DEFINE_integer("steps", 10, "Timed training steps (after 3 warm-up steps).")
+flags.DEFINE_integer("export_examples", 512, "Examples pushed through the exported model.")
+flags.DEFINE_list("precisions", ["fp32", "bf16"], "Precisions to measure.")
+flags.DEFINE_string("output", None, "Also write the results as JSON here.")
+flags.mark_flags_as_required(["data"])
+FLAGS = flags.FLAGS
+
+
+def _time_train(step, batches, batch_size):
+  for batch in batches[:3]:
+    step(batch)
+  start = time.perf_counter()
+  for batch in batches[3:]:
+    float(step(batch))
+  return (len(batches) - 3) * batch_size / (time.perf_counter() - start)
+
+
+def measure(precision, examples):
+  run_utils.set_precision(precision)
+  tf.random.set_seed(0)
+  backbone = backbones.load_backbone(FLAGS.bert_model)
+  encoder = backbone.input_encoder(FLAGS.max_seq_length)
+  labels = sorted({e.label for e in examples})
+  features = records.encode(examples, encoder, labels)
+  model = classifier.Classifier(backbone.encoder, len(labels), pooling=backbone.pooling).build_all()
+  optimizer = optimization.create_optimizer(1e-5, 1000, 0)
+  step = training._make_train_step(tf.distribute.get_strategy(), model, optimizer)
+  n = (FLAGS.steps + 3) * FLAGS.batch_size
+  subset = {k: v[:n] for k, v in features.items()}
+  full = list(records.make_dataset(subset, FLAGS.batch_size, bucket=0))
+  real = list(records.make_dataset(subset, FLAGS.batch_size, bucket=32))
+  result = {"train_full_ex_per_s": _time_train(step, full, FLAGS.batch_size),
+            "train_real_ex_per_s": _time_train(step, real, FLAGS.batch_size),
+            "real_mean_tokens": float(subset["input_mask"].sum(1).mean())}
+  with tempfile.TemporaryDirectory() as tmp:
+    export.export_saved_model(model, encoder, labels, os.path.join(tmp, "export"))
+    serve = tf.saved_model.load(os.path.join(tmp, "export")).signatures["serving_default"]
+    texts = [e.text_a for e in examples[:FLAGS.export_examples]]
+    chunks = [tf.constant(texts[i:i + FLAGS.export_batch_size])
+              for i in range(0, len(texts), FLAGS.export_batch_size)]
+    serve(text=chunks[0])
+    start = time.perf_counter()
+    for chunk in chunks:
+      serve(text=chunk)["probabilities"].numpy()
+    result["export_real_ex_per_s"] = len(texts) / (time.perf_counter() - start)
+  return result
+
+
+def main(_):
+  examples = readers.read_examples(FLAGS.data)
+  rng = np.random.default_rng(0)
+  examples = [examples[i] for i in rng.permutation(len(examples))]
+  report = {"config": {"bert_model": FLAGS.bert_model, "batch_size": FLAGS.batch_size,
+                       "export_batch_size": FLAGS.export_batch_size,
+                       "max_seq_length": FLAGS.max_seq_length, "data": FLAGS.data,
+                       "cpu_count": os.cpu_count(), "machine": platform.processor() or
+                       platform.machine(), "tensorflow": tf.__version__}}
+  for precision in FLAGS.precisions:
+    report[precision] = measure(precision, examples)
+    print(precision, json.dumps(report[precision]))
+  if FLAGS.output:
+    io_utils.atomic_write_json(FLAGS.output, report)
+
+
+if __name__ == "__main__":
+  app.run(main)

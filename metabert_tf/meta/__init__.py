@@ -1,0 +1,2 @@
+"""Meta-learning: one engine (episodes, inner loop, outer update, strategy, checkpoints) and
+one short module per algorithm."""

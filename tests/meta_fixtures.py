@@ -1,0 +1,37 @@
+"""Builds a MetaTrainer over a tiny BERT and toy multi-domain data, for the meta-learning tests."""
+import numpy as np
+import tensorflow as tf
+
+from metabert_tf import backbones
+from metabert_tf import checkpoints
+from metabert_tf import records
+from metabert_tf.meta import engine
+from metabert_tf.meta import episodes
+from tests import tiny_models
+
+LABELS = ["negative", "positive"]
+DOMAINS = ["a", "b", "c"]
+
+
+def toy_features(backbone, seq_len=16):
+  examples = tiny_models.toy_domain_examples(DOMAINS)
+  return records.encode(examples, backbone.input_encoder(seq_len), LABELS, DOMAINS)
+
+
+def make_trainer(model_dir, output_dir, algorithm, strategy=None, **overrides):
+  backbone = backbones.load_backbone(model_dir, dropout=False)
+  fields = dict(episodes=episodes.EpisodeConfig(num_support=4, num_query=2), num_train_task=4,
+                num_test_task=0, outer_batch_size=2, inner_batch_size=2, inner_update_step=1,
+                inner_update_step_eval=1, inner_update_lr=0.05, inner_optimizer="sgd",
+                outer_update_lr=0.01, epochs=1, dropout=False, progress=False)
+  fields.update(overrides)
+  config = engine.MetaConfig(**fields)
+  metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
+                                           LABELS, 16, pooling="pooler")
+  return engine.MetaTrainer(strategy or tf.distribute.get_strategy(), algorithm, backbone,
+                            LABELS, "pooler", toy_features(backbone), DOMAINS, ["a", "b"], ["c"],
+                            config, str(output_dir), metadata)
+
+
+def meta_values(trainer):
+  return [v.numpy().copy() for v in trainer.meta_vars]

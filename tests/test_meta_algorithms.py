@@ -1,0 +1,139 @@
+"""FOMAML and Reptile meta-updates of the engine against updates computed by hand.
+
+The reference recomputes every step with a plain (non-distributed) copy of the tiny model:
+inner SGD/Adam over the support batches, then the algorithm's meta update, in numpy.
+"""
+import types
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from metabert_tf import backbones
+from metabert_tf import classifier
+from metabert_tf.meta import fomaml
+from metabert_tf.meta import learner as learner_lib
+from metabert_tf.meta import reptile
+from tests import meta_fixtures
+
+
+class Reference:
+  """Loss gradients of the tiny classifier at given weights, on a plain copy of the model."""
+
+  def __init__(self, trainer, bert_config):
+    self.model = classifier.Classifier(backbones.build_encoder(bert_config, dropout=False), 2,
+                                       dropout_rate=0.0, pooling="pooler").build_all()
+    _, self.vars = learner_lib.pair_variables(trainer.model, self.model)
+
+  def grad(self, values, batch):
+    for var, value in zip(self.vars, values):
+      var.assign(value)
+    with tf.GradientTape() as tape:
+      logits = self.model(batch, training=False)
+      loss = tf.reduce_mean(
+          tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label_ids"], logits))
+    grads = tape.gradient(loss, self.vars, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return [tf.convert_to_tensor(g).numpy() for g in grads]
+
+
+def _tasks(trainer, step=0):
+  out = []
+  for episode in (trainer.train_sampler.episode(i) for i in trainer.task_ids(step)):
+    support = {k: v[0] for k, v in trainer._gather([episode.support]).items()}
+    query = {k: v[0] for k, v in trainer._gather([episode.query]).items()}
+    out.append((support, query))
+  return out
+
+
+def _batches(support, size):
+  n = len(support["label_ids"])
+  return [{k: v[i:i + size] for k, v in support.items()} for i in range(0, n, size)]
+
+
+def _inner_sgd(ref, theta, support, lr, size):
+  phi = [t.copy() for t in theta]
+  for batch in _batches(support, size):
+    phi = [p - lr * g for p, g in zip(phi, ref.grad(phi, batch))]
+  return phi
+
+
+def _inner_adam(ref, theta, support, lr, size, passes):
+  """torch.optim.Adam (Meta-BERT's inner optimiser), written out."""
+  phi = [t.copy() for t in theta]
+  m = [np.zeros_like(t) for t in theta]
+  v = [np.zeros_like(t) for t in theta]
+  step = 0
+  for _ in range(passes):
+    for batch in _batches(support, size):
+      step += 1
+      grads = ref.grad(phi, batch)
+      m = [0.9 * a + 0.1 * g for a, g in zip(m, grads)]
+      v = [0.999 * b + 0.001 * g * g for b, g in zip(v, grads)]
+      phi = [p - lr / (1 - 0.9 ** step) * a / (np.sqrt(b / (1 - 0.999 ** step)) + 1e-8)
+             for p, a, b in zip(phi, m, v)]
+  return phi
+
+
+def _check(actual, expected, theta, atol=2e-6, rtol=None):
+  """Every weight within `atol` of the reference; with `rtol`, also the whole update
+  (actual - theta) within `rtol` of the reference update in relative L2 norm."""
+  assert len(actual) == len(expected) == len(theta) > 30
+  worst = max(np.abs(a - e).max() for a, e in zip(actual, expected))
+  assert worst < atol, worst
+  if rtol is not None:
+    delta = np.concatenate([(e - t).ravel() for e, t in zip(expected, theta)])
+    error = np.concatenate([(a - e).ravel() for a, e in zip(actual, expected)])
+    assert np.linalg.norm(error) < rtol * np.linalg.norm(delta), (
+        np.linalg.norm(error) / np.linalg.norm(delta))
+
+
+def _sgd_outer(algorithm):
+  return types.SimpleNamespace(NAME=algorithm.NAME, task_contribution=algorithm.task_contribution,
+                               outer_optimizer=lambda lr, variant: tf_keras.optimizers.legacy.SGD(lr))
+
+
+def _setup(tmp_path, tiny_google_dir, algorithm, **overrides):
+  trainer = meta_fixtures.make_trainer(tiny_google_dir, tmp_path, algorithm, **overrides)
+  reference = Reference(trainer, backbones.describe_backbone(tiny_google_dir).config)
+  return trainer, reference, meta_fixtures.meta_values(trainer)
+
+
+def test_fomaml_meta_gradient_is_query_gradient_at_adapted_weights(tmp_path, tiny_google_dir):
+  trainer, ref, theta = _setup(tmp_path, tiny_google_dir, _sgd_outer(fomaml))
+  grads = []
+  for support, query in _tasks(trainer):
+    phi = _inner_sgd(ref, theta, support, 0.05, 2)
+    grads.append(ref.grad(phi, query))
+  expected = [t - 0.01 * np.mean(gs, axis=0) for t, gs in zip(theta, zip(*grads))]
+  trainer.train_step(0)
+  _check(meta_fixtures.meta_values(trainer), expected, theta)
+
+
+def test_fomaml_outer_adam_and_inner_adam(tmp_path, tiny_google_dir):
+  trainer, ref, theta = _setup(tmp_path, tiny_google_dir, fomaml, inner_optimizer="adam",
+                               inner_update_lr=1e-3, inner_update_step=2)
+  grads = [ref.grad(_inner_adam(ref, theta, s, 1e-3, 2, passes=2), q) for s, q in _tasks(trainer)]
+  g = [np.mean(gs, axis=0) for gs in zip(*grads)]
+  # Keras Adam, first step: m = 0.1 g, v = 0.001 g^2, lr_t = lr sqrt(0.001) / 0.1, eps 1e-7.
+  expected = [t - 0.01 * np.sqrt(0.001) / 0.1 * (0.1 * d) / (np.sqrt(0.001 * d * d) + 1e-7)
+              for t, d in zip(theta, g)]
+  trainer.train_step(0)
+  _check(meta_fixtures.meta_values(trainer), expected, theta, atol=1e-4, rtol=1e-3)
+
+
+def test_reptile_classic_moves_towards_adapted_weights(tmp_path, tiny_google_dir):
+  trainer, ref, theta = _setup(tmp_path, tiny_google_dir, reptile, outer_update_lr=0.5)
+  phis = [_inner_sgd(ref, theta, s, 0.05, 2) for s, _ in _tasks(trainer)]
+  expected = [t + 0.5 * np.mean([p - t for p in ps], axis=0) for t, ps in zip(theta, zip(*phis))]
+  trainer.train_step(0)
+  _check(meta_fixtures.meta_values(trainer), expected, theta)
+
+
+def test_reptile_mailong25_variant_feeds_difference_to_adam(tmp_path, tiny_google_dir):
+  trainer, ref, theta = _setup(tmp_path, tiny_google_dir, reptile, variant="adam")
+  phis = [_inner_sgd(ref, theta, s, 0.05, 2) for s, _ in _tasks(trainer)]
+  g = [np.mean([t - p for p in ps], axis=0) for t, ps in zip(theta, zip(*phis))]
+  expected = [t - 0.01 * np.sqrt(0.001) / 0.1 * (0.1 * d) / (np.sqrt(0.001 * d * d) + 1e-7)
+              for t, d in zip(theta, g)]
+  trainer.train_step(0)
+  _check(meta_fixtures.meta_values(trainer), expected, theta, atol=1e-4, rtol=1e-3)
