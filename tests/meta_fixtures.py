@@ -5,6 +5,7 @@ import tensorflow as tf
 from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import records
+from metabert_tf import run_utils
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
 from tests import tiny_models
@@ -19,6 +20,7 @@ def toy_features(backbone, seq_len=16):
 
 
 def make_trainer(model_dir, output_dir, algorithm, strategy=None, **overrides):
+  run_utils.set_seed(0)  # the classifier head's initialisation, as run_meta_train.py does
   backbone = backbones.load_backbone(model_dir, dropout=False)
   fields = dict(episodes=episodes.EpisodeConfig(num_support=4, num_query=2), num_train_task=4,
                 num_test_task=0, outer_batch_size=2, inner_batch_size=2, inner_update_step=1,

@@ -130,3 +130,12 @@ def toy_domain_examples(domains=("a", "b", "c"), per_domain=12, seed=0):
       examples.append(LabeledExample(f"the {rng.choice(['movie', 'book', 'film'])} is {word} .",
                                      label, domain=domain))
   return examples
+
+
+def write_domain_json(path, **kwargs):
+  """toy_domain_examples in the Meta-BERT dataset.json format [{text, label, domain}]."""
+  rows = [{"text": e.text_a, "label": e.label, "domain": e.domain}
+          for e in toy_domain_examples(**kwargs)]
+  with open(path, "w") as f:
+    json.dump(rows, f)
+  return path

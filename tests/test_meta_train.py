@@ -1,0 +1,109 @@
+"""run_meta_train.py end to end: outputs, resume after a kill, labels kept through every stage."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep.examples import DataError
+from metabert_tf import finetune_job
+from metabert_tf import predict
+from metabert_tf import training
+from metabert_tf.meta import fomaml
+from metabert_tf.meta import reptile
+from tests import meta_fixtures
+from tests import tiny_models
+from tests.conftest import REPO_DIR
+
+
+@pytest.mark.parametrize("algorithm", [fomaml, reptile])
+def test_killed_meta_training_resumes_to_the_same_weights(tmp_path, tiny_google_dir, algorithm):
+  settings = dict(epochs=2, num_test_task=1, inner_optimizer="adam", inner_update_lr=1e-3)
+  full = meta_fixtures.make_trainer(tiny_google_dir, tmp_path / "full", algorithm, **settings)
+  full.train()
+  killed = meta_fixtures.make_trainer(tiny_google_dir, tmp_path / "killed", algorithm, **settings)
+  real_step = killed.train_step
+
+  def dying_step(step):
+    if step == 3:
+      raise KeyboardInterrupt
+    return real_step(step)
+  killed.train_step = dying_step
+  with pytest.raises(KeyboardInterrupt):
+    killed.train(save_every_steps=1)
+  assert tf.train.latest_checkpoint(killed.ckpt_dir).endswith("meta.epoch-2.step-3")
+  # A new process: fresh model from the backbone, then resume from the checkpoint.
+  resumed = meta_fixtures.make_trainer(tiny_google_dir, tmp_path / "killed", algorithm, **settings)
+  resumed.train(save_every_steps=1)
+  assert int(resumed.step.numpy()) == 4
+  for a, b in zip(meta_fixtures.meta_values(full), meta_fixtures.meta_values(resumed)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_test_domains_never_meta_trained(tmp_path, tiny_google_dir):
+  with pytest.raises(DataError, match="both meta-training and test"):
+    trainer = meta_fixtures.make_trainer(tiny_google_dir, tmp_path, fomaml)
+    type(trainer)(trainer.strategy, fomaml, None, None, None, None, None, ["a", "c"], ["c"],
+                  trainer.config, str(tmp_path), None)
+
+
+def _run(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, *args], cwd=REPO_DIR, env=env, capture_output=True,
+                        text=True, timeout=300)
+
+
+META_FLAGS = ["--num_support=4", "--num_query=2", "--num_train_task=4", "--outer_batch_size=2",
+              "--inner_batch_size=2", "--inner_update_step=1", "--inner_update_step_eval=1",
+              "--epochs=2", "--max_seq_length=16", "--noprogress", "--inner_update_lr=1e-3",
+              "--outer_update_lr=1e-3"]
+
+
+def test_meta_train_cli_then_finetune_zero_shot_and_predict_keep_labels(tmp_path, tiny_google_dir):
+  data = tiny_models.write_domain_json(str(tmp_path / "data.json"))
+  out = tmp_path / "meta"
+  proc = _run("run_meta_train.py", f"--data={data}", "--test_domains=c",
+              f"--bert_model={tiny_google_dir}", f"--output_dir={out}", *META_FLAGS)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.load(open(out / "results.json"))
+  assert results["train_domains"] == ["a", "b"] and results["test_domains"] == ["c"]
+  assert [h["step"] for h in results["meta_test_history"]] == [0, 2, 4]
+  assert results["checkpoint"].endswith("ckpt/meta.epoch-2.step-4")
+  for name in ("hyparams.txt", "log.txt", "tensorboard", "ckpt/meta.epoch-1.step-2.index"):
+    assert (out / name).exists(), name
+  assert "--test_domains=c" in (out / "hyparams.txt").read_text()
+  assert "meta-test accuracy" in (out / "log.txt").read_text()
+  # Same command again: everything is done, it resumes and changes nothing.
+  again = _run("run_meta_train.py", f"--data={data}", "--test_domains=c",
+               f"--bert_model={tiny_google_dir}", f"--output_dir={out}", *META_FLAGS)
+  assert again.returncode == 0 and "Resumed meta-training" in (out / "log.txt").read_text()
+
+  # Fine-tune from the meta-learned weights, with the labels given in the *other* order in the
+  # data file order: ids must follow the checkpoint (negative=0, positive=1) at every stage.
+  task = tiny_models.write_toy_task(str(tmp_path / "task"))
+  job = finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "ft"), train_path=task["train"], eval_path=task["eval"],
+      bert_model=results["checkpoint"], max_seq_length=16, export_dir=str(tmp_path / "ft/export"),
+      train=training.FinetuneConfig(epochs=1, batch_size=8, progress=False))
+  tuned = finetune_job.run_job(job)
+  zero = finetune_job.run_job(finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "zero"), eval_path=task["eval"], bert_model=results["checkpoint"],
+      max_seq_length=16, train=training.FinetuneConfig(progress=False)))
+  assert results["label_list"] == tuned["label_list"] == zero["label_list"] == ["negative", "positive"]
+  assert json.load(open(tmp_path / "ft/export/labels.json"))["label_list"] == ["negative", "positive"]
+  pred = predict.predict(job.export_dir, [("the movie is very good .", None)], progress=False)[0]
+  assert pred["label"] == ["negative", "positive"][int(np.argmax(pred["probabilities"]))]
+
+
+def test_meta_train_cli_errors(tmp_path, tiny_google_dir):
+  data = tiny_models.write_domain_json(str(tmp_path / "data.json"))
+  proc = _run("run_meta_train.py", f"--data={data}", "--test_domains=kitchen",
+              f"--bert_model={tiny_google_dir}", f"--output_dir={tmp_path / 'o'}", *META_FLAGS)
+  assert proc.returncode == 1 and "kitchen" in proc.stderr and "Traceback" not in proc.stderr
+  proc = _run("run_meta_train.py", f"--data={data}", "--num_support=40",
+              f"--bert_model={tiny_google_dir}", f"--output_dir={tmp_path / 'o2'}",
+              "--max_seq_length=16")
+  assert proc.returncode == 1 and "fewer than num_support" in proc.stderr
