@@ -21,7 +21,9 @@ def toy_features(backbone, seq_len=16):
 
 def make_trainer(model_dir, output_dir, algorithm, strategy=None, **overrides):
   run_utils.set_seed(0)  # the classifier head's initialisation, as run_meta_train.py does
-  backbone = backbones.load_backbone(model_dir, dropout=False)
+  strategy = strategy or tf.distribute.get_strategy()
+  with strategy.scope():  # meta weights are created under the strategy, as in run_meta_train.py
+    backbone = backbones.load_backbone(model_dir, dropout=False)
   fields = dict(episodes=episodes.EpisodeConfig(num_support=4, num_query=2), num_train_task=4,
                 num_test_task=0, outer_batch_size=2, inner_batch_size=2, inner_update_step=1,
                 inner_update_step_eval=1, inner_update_lr=0.05, inner_optimizer="sgd",
@@ -30,7 +32,7 @@ def make_trainer(model_dir, output_dir, algorithm, strategy=None, **overrides):
   config = engine.MetaConfig(**fields)
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            LABELS, 16, pooling="pooler")
-  return engine.MetaTrainer(strategy or tf.distribute.get_strategy(), algorithm, backbone,
+  return engine.MetaTrainer(strategy, algorithm, backbone,
                             LABELS, "pooler", toy_features(backbone), DOMAINS, ["a", "b"], ["c"],
                             config, str(output_dir), metadata)
 
