@@ -1,0 +1,88 @@
+r"""Meta-training throughput (FOMAML): examples/second over every support and query example
+passed forward and backward, fp32 and bf16.
+
+  .venv/bin/python benchmarks/meta_train_throughput.py --data ../shared/data/blitzer_mds_4domain
+
+Default configuration (issue #3): minilm-l6, max_seq_length 128, inner batch 16, 80 support +
+20 query per task, 5 inner steps (one pass over the support set), 2 tasks per meta-step.
+Per meta-step: 2 x (5 x 16 + 20) = 200 examples. Run on a quiet machine.
+"""
+import json
+import os
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from data_prep import readers  # noqa: E402
+from metabert_tf import backbones, checkpoints, io_utils, records, run_utils  # noqa: E402
+from metabert_tf.meta import engine, episodes, fomaml  # noqa: E402
+
+flags.DEFINE_string("data", None, "Multi-domain data (e.g. the Amazon reviews directory).")
+flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
+flags.DEFINE_integer("inner_batch_size", 16, "Inner batch size.")
+flags.DEFINE_integer("num_support", 80, "Support examples per task.")
+flags.DEFINE_integer("num_query", 20, "Query examples per task.")
+flags.DEFINE_integer("tasks_per_step", 2, "Tasks per meta-step.")
+flags.DEFINE_integer("steps", 4, "Timed meta-steps (after 2 warm-up steps).")
+flags.DEFINE_integer("bucket", 32, "Length bucket; 0 pads every batch to max_seq_length.")
+flags.DEFINE_list("precisions", ["fp32", "bf16"], "Precisions to measure.")
+flags.DEFINE_string("output", None, "Also write the results as JSON here.")
+flags.mark_flags_as_required(["data"])
+FLAGS = flags.FLAGS
+
+
+def measure(precision, examples):
+  run_utils.set_precision(precision)
+  run_utils.set_seed(0)
+  backbone = backbones.load_backbone(FLAGS.bert_model)
+  labels = sorted({e.label for e in examples})
+  domains = sorted({e.domain for e in examples})
+  features = records.encode(examples, backbone.input_encoder(FLAGS.max_seq_length), labels,
+                            domains)
+  config = engine.MetaConfig(
+      episodes=episodes.EpisodeConfig(FLAGS.num_support, FLAGS.num_query),
+      num_train_task=FLAGS.tasks_per_step * (FLAGS.steps + 2), num_test_task=0,
+      outer_batch_size=FLAGS.tasks_per_step, inner_batch_size=FLAGS.inner_batch_size,
+      inner_update_step=1, bucket=FLAGS.bucket or FLAGS.max_seq_length, progress=False)
+  metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
+                                           labels, FLAGS.max_seq_length)
+  with tempfile.TemporaryDirectory() as tmp:
+    trainer = engine.MetaTrainer(tf.distribute.get_strategy(), fomaml, backbone, labels,
+                                 backbone.pooling, features, domains, domains, [], config, tmp,
+                                 metadata)
+    for step in range(2):
+      trainer.train_step(step)
+    start = time.perf_counter()
+    for step in range(2, FLAGS.steps + 2):
+      trainer.train_step(step)
+    seconds = time.perf_counter() - start
+  inner_steps = -(-FLAGS.num_support // FLAGS.inner_batch_size)
+  per_task = min(FLAGS.num_support, inner_steps * FLAGS.inner_batch_size) + FLAGS.num_query
+  return {"examples_per_second": FLAGS.steps * FLAGS.tasks_per_step * per_task / seconds,
+          "seconds_per_meta_step": seconds / FLAGS.steps, "examples_per_meta_step":
+          FLAGS.tasks_per_step * per_task, "inner_steps_per_task": inner_steps}
+
+
+def main(_):
+  examples = readers.read_examples(FLAGS.data)
+  report = {"config": {k: FLAGS[k].value for k in (
+      "bert_model", "max_seq_length", "inner_batch_size", "num_support", "num_query",
+      "tasks_per_step", "steps", "bucket", "data")},
+      "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+      "tensorflow": tf.__version__}
+  for precision in FLAGS.precisions:
+    report[precision] = measure(precision, examples)
+    print(precision, json.dumps(report[precision]))
+  if FLAGS.output:
+    io_utils.atomic_write_json(FLAGS.output, report)
+
+
+if __name__ == "__main__":
+  app.run(main)
