@@ -8,9 +8,7 @@ Measures, for each precision:
   * export_real:  the exported SavedModel on raw strings (tokenization in the graph included).
 Run on a quiet machine: nothing else heavy at the same time.
 """
-import json
 import os
-import platform
 import tempfile
 import time
 
@@ -22,19 +20,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from official.nlp import optimization  # noqa: E402
 
+import bench_common  # noqa: E402
 from data_prep import readers  # noqa: E402
-from metabert_tf import backbones, classifier, export, io_utils, records, run_utils, training  # noqa: E402,E501
+from metabert_tf import backbones, classifier, export, records, run_utils, training  # noqa: E402
 
-flags.DEFINE_string("data", None, "Labeled texts to time on (any reader format).")
-flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
+bench_common.define_flags("Labeled texts to time on (any reader format).")
 flags.DEFINE_integer("batch_size", 16, "Training batch size.")
 flags.DEFINE_integer("export_batch_size", 64, "Batch size for the exported model.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
 flags.DEFINE_integer("steps", 10, "Timed training steps (after 3 warm-up steps).")
 flags.DEFINE_integer("export_examples", 512, "Examples pushed through the exported model.")
-flags.DEFINE_list("precisions", ["fp32", "bf16"], "Precisions to measure.")
-flags.DEFINE_string("output", None, "Also write the results as JSON here.")
-flags.mark_flags_as_required(["data"])
 FLAGS = flags.FLAGS
 
 
@@ -80,18 +74,11 @@ def measure(precision, examples):
 
 def main(_):
   examples = readers.read_examples(FLAGS.data)
-  rng = np.random.default_rng(0)
-  examples = [examples[i] for i in rng.permutation(len(examples))]
-  report = {"config": {"bert_model": FLAGS.bert_model, "batch_size": FLAGS.batch_size,
-                       "export_batch_size": FLAGS.export_batch_size,
-                       "max_seq_length": FLAGS.max_seq_length, "data": FLAGS.data,
-                       "cpu_count": os.cpu_count(), "machine": platform.processor() or
-                       platform.machine(), "tensorflow": tf.__version__}}
-  for precision in FLAGS.precisions:
-    report[precision] = measure(precision, examples)
-    print(precision, json.dumps(report[precision]))
-  if FLAGS.output:
-    io_utils.atomic_write_json(FLAGS.output, report)
+  order = np.random.default_rng(0).permutation(len(examples))
+  examples = [examples[i] for i in order]
+  bench_common.run(lambda precision: measure(precision, examples),
+                   ["bert_model", "batch_size", "export_batch_size", "max_seq_length", "steps",
+                    "export_examples", "data"])
 
 
 if __name__ == "__main__":

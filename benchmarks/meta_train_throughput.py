@@ -7,9 +7,7 @@ Default configuration (issue #3): minilm-l6, max_seq_length 128, inner batch 16,
 20 query per task, 5 inner steps (one pass over the support set), 2 tasks per meta-step.
 Per meta-step: 2 x (5 x 16 + 20) = 200 examples. Run on a quiet machine.
 """
-import json
 import os
-import platform
 import tempfile
 import time
 
@@ -19,22 +17,18 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import bench_common  # noqa: E402
 from data_prep import readers  # noqa: E402
-from metabert_tf import backbones, checkpoints, io_utils, records, run_utils  # noqa: E402
+from metabert_tf import backbones, checkpoints, records, run_utils  # noqa: E402
 from metabert_tf.meta import engine, episodes, fomaml  # noqa: E402
 
-flags.DEFINE_string("data", None, "Multi-domain data (e.g. the Amazon reviews directory).")
-flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
+bench_common.define_flags("Multi-domain data (e.g. the Amazon reviews directory).")
 flags.DEFINE_integer("inner_batch_size", 16, "Inner batch size.")
 flags.DEFINE_integer("num_support", 80, "Support examples per task.")
 flags.DEFINE_integer("num_query", 20, "Query examples per task.")
 flags.DEFINE_integer("tasks_per_step", 2, "Tasks per meta-step.")
 flags.DEFINE_integer("steps", 4, "Timed meta-steps (after 2 warm-up steps).")
 flags.DEFINE_integer("bucket", 32, "Length bucket; 0 pads every batch to max_seq_length.")
-flags.DEFINE_list("precisions", ["fp32", "bf16"], "Precisions to measure.")
-flags.DEFINE_string("output", None, "Also write the results as JSON here.")
-flags.mark_flags_as_required(["data"])
 FLAGS = flags.FLAGS
 
 
@@ -72,16 +66,9 @@ def measure(precision, examples):
 
 def main(_):
   examples = readers.read_examples(FLAGS.data)
-  report = {"config": {k: FLAGS[k].value for k in (
-      "bert_model", "max_seq_length", "inner_batch_size", "num_support", "num_query",
-      "tasks_per_step", "steps", "bucket", "data")},
-      "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-      "tensorflow": tf.__version__}
-  for precision in FLAGS.precisions:
-    report[precision] = measure(precision, examples)
-    print(precision, json.dumps(report[precision]))
-  if FLAGS.output:
-    io_utils.atomic_write_json(FLAGS.output, report)
+  bench_common.run(lambda precision: measure(precision, examples),
+                   ["bert_model", "max_seq_length", "inner_batch_size", "num_support",
+                    "num_query", "tasks_per_step", "steps", "bucket", "data"])
 
 
 if __name__ == "__main__":
