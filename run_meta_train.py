@@ -16,26 +16,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from data_prep import readers  # noqa: E402
 from data_prep.examples import DataError  # noqa: E402
-from metabert_tf import backbones  # noqa: E402
-from metabert_tf import checkpoints  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
-from metabert_tf import io_utils  # noqa: E402
-from metabert_tf import records  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
 from metabert_tf.meta import engine  # noqa: E402
 from metabert_tf.meta import episodes  # noqa: E402
-from metabert_tf.meta import fomaml  # noqa: E402
+from metabert_tf.meta import job as meta_job  # noqa: E402
 from metabert_tf.meta import reptile  # noqa: E402
 
-ALGORITHMS = {m.NAME: m for m in (fomaml, reptile)}
-
 run_utils.define_common_flags()
-flags.DEFINE_enum("algorithm", "fomaml", sorted(ALGORITHMS), "Meta-learning algorithm.")
+flags.DEFINE_enum("algorithm", "fomaml", sorted(meta_job.ALGORITHMS), "Meta-learning algorithm.")
 flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
                   "classic: theta += eps * mean(phi - theta); adam: theta - phi fed to Adam.")
 flags.DEFINE_string("data", None, "Multi-domain labeled data (any reader format with domains).")
@@ -65,23 +56,6 @@ flags.mark_flags_as_required(["data", "output_dir"])
 FLAGS = flags.FLAGS
 
 
-def choose_domains(examples, test_domains, num_domain):
-  """(domain_list, train_domains): the num_domain smallest non-test domains are meta-trained."""
-  sizes = {}
-  for i, e in enumerate(examples):
-    if not e.domain:
-      raise DataError(FLAGS.data, "example has no domain; meta-training needs domains", i)
-    sizes[e.domain] = sizes.get(e.domain, 0) + 1
-  unknown = sorted(set(test_domains) - set(sizes))
-  if unknown:
-    raise DataError("--test_domains", f"domains {unknown} are not in {FLAGS.data} "
-                    f"(have {sorted(sizes)})")
-  rest = sorted((d for d in sizes if d not in test_domains), key=lambda d: (sizes[d], d))
-  if not rest:
-    raise DataError("--test_domains", "no domain is left for meta-training")
-  return sorted(sizes), sorted(rest[:num_domain])
-
-
 def config_from_flags():
   return engine.MetaConfig(
       episodes=episodes.EpisodeConfig(FLAGS.num_support, FLAGS.num_query, FLAGS.domain_sampling,
@@ -100,41 +74,21 @@ def run():
                "inner_batch_size", "inner_update_step", "num_domain"):
     if FLAGS[name].value <= 0:
       raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
-  data = datasets.resolve(FLAGS.data, FLAGS.data_dir)
-  if not os.path.exists(data):
-    raise DataError(data, "file or directory not found")
+  job = meta_job.MetaJob(
+      output_dir=FLAGS.output_dir, data=datasets.resolve(FLAGS.data, FLAGS.data_dir),
+      algorithm=FLAGS.algorithm, test_domains=list(FLAGS.test_domains),
+      num_domain=FLAGS.num_domain, bert_model=FLAGS.bert_model, do_lower_case=FLAGS.do_lower_case,
+      label_list=FLAGS.label_list, max_seq_length=FLAGS.max_seq_length,
+      precision=FLAGS.precision, pooling=FLAGS.pooling, save_every_steps=FLAGS.save_every_steps,
+      meta=config_from_flags())
+  if not os.path.exists(job.data):
+    raise DataError(job.data, "file or directory not found")
   run_utils.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite_output_dir)
   run_utils.write_hyparams(FLAGS.output_dir)
   run_utils.log_to_file(FLAGS.output_dir)
-  run_utils.set_seed(FLAGS.seed)
-  run_utils.set_precision(FLAGS.precision)
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
-
-  examples = readers.read_examples(data)
-  domain_list, train_domains = choose_domains(examples, FLAGS.test_domains, FLAGS.num_domain)
-  logging.info("Meta-training domains %s; test domains %s", train_domains, FLAGS.test_domains)
-  with strategy.scope():
-    backbone = backbones.load_backbone(FLAGS.bert_model, FLAGS.do_lower_case)
-  label_list = datasets.choose_label_list([examples], FLAGS.label_list or backbone.label_list,
-                                          source=None)
-  pooling = FLAGS.pooling or backbone.pooling
-  features = records.encode(examples, backbone.input_encoder(FLAGS.max_seq_length), label_list,
-                            domain_list, source=data)
-  metadata = checkpoints.metadata_variable(
-      backbone.config, backbone.vocab, backbone.lower_case, label_list, FLAGS.max_seq_length,
-      pooling=pooling, stage="meta_train", algorithm=FLAGS.algorithm,
-      train_domains=train_domains, test_domains=list(FLAGS.test_domains))
-  trainer = engine.MetaTrainer(strategy, ALGORITHMS[FLAGS.algorithm], backbone, label_list,
-                               pooling, features, domain_list, train_domains,
-                               list(FLAGS.test_domains), config_from_flags(), FLAGS.output_dir,
-                               metadata)
-  history = trainer.train(FLAGS.save_every_steps)
-  results = {"algorithm": FLAGS.algorithm, "label_list": label_list, "pooling": pooling,
-             "train_domains": train_domains, "test_domains": list(FLAGS.test_domains),
-             "meta_test_history": history,
-             "checkpoint": tf.train.latest_checkpoint(os.path.join(FLAGS.output_dir, "ckpt"))}
-  io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "results.json"), results)
-  print(json.dumps({"checkpoint": results["checkpoint"], "meta_test_history": history}))
+  results = meta_job.run_meta_job(job, strategy)
+  print(json.dumps({k: results[k] for k in ("checkpoint", "meta_test_history")}))
 
 
 def main(_):

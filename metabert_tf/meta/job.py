@@ -1,0 +1,93 @@
+"""One meta-training run as data (`MetaJob`) and the function that runs it.
+
+`run_meta_train.py` builds a job from flags; the leave-one-domain-out experiment builds many.
+"""
+import dataclasses
+import os
+from typing import List, Optional
+
+from absl import logging
+import tensorflow as tf
+
+from data_prep import readers
+from data_prep.examples import DataError
+from metabert_tf import backbones
+from metabert_tf import checkpoints
+from metabert_tf import datasets
+from metabert_tf import io_utils
+from metabert_tf import records
+from metabert_tf import run_utils
+from metabert_tf.meta import engine
+from metabert_tf.meta import fomaml
+from metabert_tf.meta import reptile
+
+ALGORITHMS = {m.NAME: m for m in (fomaml, reptile)}
+
+
+@dataclasses.dataclass
+class MetaJob:
+  output_dir: str
+  data: str                             # any reader format with domains
+  algorithm: str = "fomaml"
+  test_domains: List[str] = dataclasses.field(default_factory=list)
+  num_domain: int = 100
+  bert_model: str = "minilm-l6"
+  do_lower_case: Optional[bool] = None
+  label_list: Optional[List[str]] = None
+  max_seq_length: int = 128
+  precision: str = "fp32"
+  pooling: Optional[str] = None
+  save_every_steps: int = 0
+  meta: engine.MetaConfig = dataclasses.field(default_factory=engine.MetaConfig)
+
+
+def choose_domains(examples, test_domains, num_domain, source):
+  """(domain_list, train_domains): the num_domain smallest non-test domains are meta-trained."""
+  sizes = {}
+  for i, e in enumerate(examples):
+    if not e.domain:
+      raise DataError(source, "example has no domain; meta-training needs domains", i)
+    sizes[e.domain] = sizes.get(e.domain, 0) + 1
+  unknown = sorted(set(test_domains) - set(sizes))
+  if unknown:
+    raise DataError("--test_domains", f"domains {unknown} are not in {source} "
+                    f"(have {sorted(sizes)})")
+  rest = sorted((d for d in sizes if d not in test_domains), key=lambda d: (sizes[d], d))
+  if not rest:
+    raise DataError("--test_domains", "no domain is left for meta-training")
+  return sorted(sizes), sorted(rest[:num_domain])
+
+
+def run_meta_job(job: MetaJob, strategy=None):
+  """Meta-trains (or resumes) `job`; returns (and writes to output_dir/results.json) results."""
+  if job.algorithm not in ALGORITHMS:
+    raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {job.algorithm!r}")
+  if not os.path.exists(job.data):
+    raise DataError(job.data, "file or directory not found")
+  strategy = strategy or tf.distribute.get_strategy()
+  run_utils.set_seed(job.meta.seed)
+  run_utils.set_precision(job.precision)
+  examples = readers.read_examples(job.data)
+  domain_list, train_domains = choose_domains(examples, job.test_domains, job.num_domain, job.data)
+  logging.info("Meta-training domains %s; test domains %s", train_domains, job.test_domains)
+  with strategy.scope():
+    backbone = backbones.load_backbone(job.bert_model, job.do_lower_case)
+  label_list = datasets.choose_label_list([examples], job.label_list or backbone.label_list,
+                                          source=None)
+  pooling = job.pooling or backbone.pooling
+  features = records.encode(examples, backbone.input_encoder(job.max_seq_length), label_list,
+                            domain_list, source=job.data)
+  metadata = checkpoints.metadata_variable(
+      backbone.config, backbone.vocab, backbone.lower_case, label_list, job.max_seq_length,
+      pooling=pooling, stage="meta_train", algorithm=job.algorithm,
+      train_domains=train_domains, test_domains=list(job.test_domains))
+  trainer = engine.MetaTrainer(strategy, ALGORITHMS[job.algorithm], backbone, label_list, pooling,
+                               features, domain_list, train_domains, list(job.test_domains),
+                               job.meta, job.output_dir, metadata)
+  history = trainer.train(job.save_every_steps)
+  results = {"algorithm": job.algorithm, "label_list": label_list, "pooling": pooling,
+             "train_domains": train_domains, "test_domains": list(job.test_domains),
+             "meta_test_history": history,
+             "checkpoint": tf.train.latest_checkpoint(trainer.ckpt_dir)}
+  io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
+  return results
