@@ -48,7 +48,10 @@ def validate_flags():
     raise flags.ValidationError("--task needs --k (examples per label)")
   if not (FLAGS.task or FLAGS.train_file or FLAGS.zero_shot):
     raise flags.ValidationError("give --task/--k/--split or --train_file (or --zero_shot)")
-  if not (FLAGS.task or FLAGS.eval_file or FLAGS.train_file):
+  if FLAGS.zero_shot and FLAGS.train_file:
+    raise flags.ValidationError("--zero_shot evaluates without training: pass --eval_file, "
+                                "not --train_file")
+  if FLAGS.zero_shot and not (FLAGS.task or FLAGS.eval_file):
     raise flags.ValidationError("--zero_shot needs --eval_file or --task")
   for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_length"):
     if FLAGS[name].value <= 0:
@@ -65,8 +68,8 @@ def data_paths():
 
 def run():
   validate_flags()
-  run_utils.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite_output_dir)
-  run_utils.write_hyparams(FLAGS.output_dir)
+  resuming = run_utils.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite_output_dir)
+  run_utils.write_hyparams(FLAGS.output_dir, resuming)
   run_utils.log_to_file(FLAGS.output_dir)
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   train_path, eval_path = data_paths()

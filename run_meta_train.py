@@ -40,14 +40,15 @@ flags.DEFINE_enum("domain_sampling", "proportional", ["proportional", "uniform"]
                   "Task domain drawn proportionally to its size, or uniformly.")
 flags.DEFINE_bool("class_balanced", False, "Balance the labels within support and query.")
 flags.DEFINE_integer("outer_batch_size", 5, "Tasks per meta-step (over all replicas).")
-flags.DEFINE_integer("tasks_per_replica", 0, "Tasks each replica adapts per meta-step "
-                     "(0: outer_batch_size / replicas).")
+flags.DEFINE_integer("tasks_per_replica", 0, "Tasks each replica adapts per meta-step; must "
+                     "equal outer_batch_size / replicas (0: computed from it).")
 flags.DEFINE_integer("inner_batch_size", 16, "Support batch size in the inner loop.")
 flags.DEFINE_integer("inner_update_step", 10, "Inner passes over the support set (training).")
 flags.DEFINE_integer("inner_update_step_eval", 10, "Inner passes over the support set (meta-test).")
 flags.DEFINE_float("inner_update_lr", 5e-5, "Inner learning rate.")
 flags.DEFINE_enum("inner_optimizer", "adam", ["adam", "sgd"], "Inner optimiser (Meta-BERT: Adam).")
-flags.DEFINE_float("outer_update_lr", 5e-5, "Outer learning rate (Reptile classic: epsilon).")
+flags.DEFINE_float("outer_update_lr", 5e-5, "Outer Adam learning rate (FOMAML, Reptile adam).")
+flags.DEFINE_float("reptile_epsilon", 0.5, "Reptile classic step: theta += eps * mean(phi - theta).")
 flags.DEFINE_integer("epochs", 3, "Passes over the num_train_task tasks.")
 flags.DEFINE_integer("save_every_steps", 0, "Also checkpoint every N meta-steps (0: per epoch).")
 flags.DEFINE_list("label_list", None, "Label order (ids); default: the model's, else sorted.")
@@ -65,7 +66,8 @@ def config_from_flags():
       inner_batch_size=FLAGS.inner_batch_size, inner_update_step=FLAGS.inner_update_step,
       inner_update_step_eval=FLAGS.inner_update_step_eval, inner_update_lr=FLAGS.inner_update_lr,
       inner_optimizer=FLAGS.inner_optimizer, outer_update_lr=FLAGS.outer_update_lr,
-      variant=FLAGS.reptile_variant, epochs=FLAGS.epochs, seed=FLAGS.seed,
+      variant=FLAGS.reptile_variant, reptile_epsilon=FLAGS.reptile_epsilon,
+      epochs=FLAGS.epochs, seed=FLAGS.seed,
       progress=FLAGS.progress)
 
 
@@ -83,8 +85,8 @@ def run():
       meta=config_from_flags())
   if not os.path.exists(job.data):
     raise DataError(job.data, "file or directory not found")
-  run_utils.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite_output_dir)
-  run_utils.write_hyparams(FLAGS.output_dir)
+  resuming = run_utils.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite_output_dir)
+  run_utils.write_hyparams(FLAGS.output_dir, resuming)
   run_utils.log_to_file(FLAGS.output_dir)
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   results = meta_job.run_meta_job(job, strategy)

@@ -13,6 +13,7 @@ from absl import flags
 
 from data_prep import readers
 from metabert_tf import backbones
+from metabert_tf import datasets
 from metabert_tf import records
 from metabert_tf import run_utils
 
@@ -30,7 +31,7 @@ FLAGS = flags.FLAGS
 def write_tf_record(input_path, output_path, source, max_seq_length, label_list=None,
                     with_domains=False):
   examples = readers.read_examples(input_path)
-  label_list = records.build_label_list(examples, label_list, input_path)
+  label_list = datasets.choose_label_list([examples], label_list, source=input_path)
   domain_list = sorted({e.domain for e in examples if e.domain}) if with_domains else None
   features = records.encode(examples, source.input_encoder(max_seq_length), label_list,
                             domain_list, source=input_path)

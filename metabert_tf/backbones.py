@@ -46,6 +46,8 @@ class BackboneSource:
   pooling: str = "pooler"  # the sentence representation the model was trained with
 
   def input_encoder(self, max_seq_length):
+    if max_seq_length < 3:
+      raise ConfigError(f"max_seq_length must be at least 3 ([CLS] x [SEP]), got {max_seq_length}")
     if max_seq_length > self.config.max_position_embeddings:
       raise ConfigError(f"max_seq_length {max_seq_length} exceeds the model's "
                         f"max_position_embeddings {self.config.max_position_embeddings}")

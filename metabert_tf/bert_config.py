@@ -11,7 +11,6 @@ import os
 
 import tensorflow as tf
 
-from metabert_tf import io_utils
 
 _ACTIVATIONS = {
     "gelu_exact": lambda x: tf.nn.gelu(x, approximate=False),
@@ -81,12 +80,7 @@ class BertConfig:
       raise ConfigError(f"{path}: file not found") from None
     except json.JSONDecodeError as e:
       raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    if flavor is None:  # our own files carry the resolved activation name
-      return cls(**raw)
     return cls.from_dict(raw, path, flavor)
-
-  def save(self, path):
-    io_utils.atomic_write_text(path, self.to_json())
 
 
 def read_vocab(path):

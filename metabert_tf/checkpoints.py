@@ -3,7 +3,7 @@
 Besides the weights (`encoder`, `head`, and during training the optimizer and progress), each
 checkpoint stores one string variable `metadata`: JSON with the BERT config, the vocabulary,
 the casing, the label list and max_seq_length. So `--bert_model <prefix>` works alone.
-Never pickles; meta-learning "learner" copies are never passed to `make_checkpoint`.
+Never pickles; meta-learning "learner" copies are never put in a checkpoint.
 """
 import json
 import os
@@ -11,6 +11,7 @@ import os
 import tensorflow as tf
 
 from metabert_tf import io_utils
+from metabert_tf.bert_config import ConfigError
 
 _METADATA_KEY = "metadata/.ATTRIBUTES/VARIABLE_VALUE"
 FORMAT = "metabert-tf/1"
@@ -22,6 +23,11 @@ def metadata_variable(bert_config, vocab, lower_case, label_list, max_seq_length
              "label_list": None if label_list is None else list(label_list),
              "max_seq_length": int(max_seq_length), **extra}
   return tf.Variable(json.dumps(payload), trainable=False, dtype=tf.string, name="metadata")
+
+
+def model_checkpoint(model, metadata, **extra):
+  """The layout every trainer shares: encoder, head, metadata (+ optimizer, step, ...)."""
+  return tf.train.Checkpoint(encoder=model.encoder, head=model.head, metadata=metadata, **extra)
 
 
 def _has_metadata(prefix):
@@ -62,5 +68,5 @@ def read_metadata(prefix):
   raw = tf.train.load_checkpoint(prefix).get_tensor(_METADATA_KEY)
   meta = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
   if meta.get("format") != FORMAT:
-    raise ValueError(f"{prefix}: unsupported checkpoint format {meta.get('format')!r}")
+    raise ConfigError(f"{prefix}: unsupported checkpoint format {meta.get('format')!r}")
   return meta

@@ -1,6 +1,8 @@
 """From a file name on the command line to encoded features: readers, label lists, tf_records."""
 import os
 
+from absl import logging
+
 from data_prep import readers
 from data_prep.examples import DataError
 from metabert_tf import records
@@ -40,21 +42,48 @@ def read(path):
   return readers.read_examples(path)
 
 
-def choose_label_list(example_sets, given=None, source="data"):
-  """`given` when the data's labels fit it (a checkpoint's or --label_list), else sorted labels."""
+def choose_label_list(example_sets, explicit=None, model=None, source="data",
+                      must_fit_model=False):
+  """The label list (position = label id), in this order of preference:
+
+  `explicit` (--label_list, or a tf_record's own list): the data must fit it;
+  `model` (a checkpoint's list): used when the data's labels fit it, so ids stay the same from
+  meta-training to fine-tuning to prediction; otherwise (`must_fit_model`, e.g. zero-shot, is
+  an error) a new head is trained on the sorted labels of the data.
+  """
   labels = sorted({e.label for examples in example_sets for e in examples})
-  if given is not None and set(labels) <= set(given):
-    return list(given)
-  if given is not None and source:
-    unknown = sorted(set(labels) - set(given))
-    raise DataError(source, f"labels {unknown} are not in the model's label list {list(given)}")
+  if explicit is not None:
+    unknown = sorted(set(labels) - set(explicit))
+    if unknown:
+      raise DataError(source, f"labels {unknown} are not in the label list {list(explicit)}")
+    return list(explicit)
+  if model is not None:
+    if set(labels) <= set(model):
+      return list(model)
+    if must_fit_model:
+      raise DataError(source, f"labels {sorted(set(labels) - set(model))} are not in the "
+                      f"model's label list {list(model)}")
+    logging.warning("The data's labels %s differ from the model's %s: training a new head.",
+                    labels, list(model))
+  if not labels:
+    raise DataError(source, "no label list: tf_records without a .meta.json need --label_list")
   return labels
+
+
+def record_label_list(path):
+  """The label list stored beside a tf_record we wrote (None for other files)."""
+  meta = records.read_metadata(path) if is_tf_record(path) else None
+  return meta.get("label_list") if meta else None
 
 
 def load_features(path, input_encoder, label_list):
   """Encoded features of one file; tf_records are validated against max_seq_length/labels."""
   if is_tf_record(path):
     features, meta = records.load(path, input_encoder.max_seq_length, len(label_list))
+    if meta is None:
+      logging.warning("%s has no .meta.json: its vocabulary cannot be checked; the records must "
+                      "be encoded with the model's vocabulary (%d tokens)", path,
+                      len(input_encoder.vocab))
     if meta and meta.get("label_list") and meta["label_list"] != list(label_list):
       raise DataError(path, f"records use label list {meta['label_list']}, the model "
                       f"{list(label_list)}")

@@ -30,15 +30,16 @@ def predict_logits(model, features, batch_size=64, progress=True, desc="eval"):
   return logits
 
 
-def classification_metrics(labels, predictions, num_labels):
+def classification_metrics(labels, predictions, num_labels=None):
   labels = np.asarray(labels)
   predictions = np.asarray(predictions)
   f1s = []
-  for c in range(num_labels):
+  for c in sorted(set(labels.tolist()) | set(predictions.tolist())):  # as sklearn: seen labels
     tp = np.sum((predictions == c) & (labels == c))
     fp = np.sum((predictions == c) & (labels != c))
     fn = np.sum((predictions != c) & (labels == c))
     f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+  del num_labels  # labels absent from both truth and predictions do not count (sklearn's rule)
   return {"accuracy": float(np.mean(labels == predictions)), "macro_f1": float(np.mean(f1s)),
           "num_examples": int(len(labels))}
 

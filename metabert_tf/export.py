@@ -13,6 +13,7 @@ import tempfile
 import tensorflow as tf
 
 from metabert_tf import io_utils
+from metabert_tf.bert_config import ConfigError
 
 
 class ExportModule(tf.Module):
@@ -44,7 +45,10 @@ def export_saved_model(model, input_encoder, label_list, export_dir):
   module = ExportModule(model, input_encoder, label_list)
   parent = os.path.dirname(os.path.abspath(export_dir))
   os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=".export-")
+  if os.path.isdir(export_dir) and os.listdir(export_dir) and not os.path.exists(
+      os.path.join(export_dir, "saved_model.pb")):
+    raise ConfigError(f"--export_dir {export_dir} exists and is not a SavedModel; not replacing it")
+  tmp = io_utils.public_dir(tempfile.mkdtemp(dir=parent, prefix=".export-"))
   try:
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve,
                                                  "serve_pair": module.serve_pair})

@@ -52,11 +52,13 @@ def run_job(job: FinetuneJob, strategy=None):
   with strategy.scope():
     backbone = backbones.load_backbone(job.bert_model, job.do_lower_case, job.dropout)
   input_encoder = backbone.input_encoder(job.max_seq_length)
-  example_sets = [datasets.read(p) for p in (job.train_path, job.eval_path)
-                  if p and not datasets.is_tf_record(p)]
+  paths = [p for p in (job.train_path, job.eval_path) if p]
+  example_sets = [datasets.read(p) for p in paths if not datasets.is_tf_record(p)]
+  record_lists = [datasets.record_label_list(p) for p in paths]
   zero_shot = job.train_path is None
-  label_list = datasets.choose_label_list(example_sets, job.label_list or backbone.label_list,
-                                          source=job.eval_path if zero_shot else None)
+  label_list = datasets.choose_label_list(
+      example_sets, job.label_list or next((x for x in record_lists if x), None),
+      backbone.label_list, source=paths[-1], must_fit_model=zero_shot)
   pooling = job.pooling or backbone.pooling
   logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
   with strategy.scope():

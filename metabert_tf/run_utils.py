@@ -20,7 +20,7 @@ from metabert_tf.bert_config import ConfigError
 from metabert_tf.model_cache import ModelCacheError
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
-USER_ERRORS = (DataError, ConfigError, ModelCacheError, FileExistsError, flags.ValidationError)
+USER_ERRORS = (DataError, ConfigError, ModelCacheError, flags.ValidationError)
 
 
 def define_common_flags():
@@ -60,25 +60,53 @@ def get_strategy(name, tpu=None):
   return distribute_utils.get_distribution_strategy(name, tpu_address=tpu)
 
 
+# Not written to hyparams.txt (it would wipe the run when the file is reused as --flagfile) ...
+_NOT_RECORDED = {"overwrite_output_dir"}
+# ... and free to differ when a run is resumed: they do not change what is computed.
+_FREE_ON_RESUME = {"progress", "eval_batch_size", "save_every_steps", "export", "export_dir",
+                   "distribution_strategy", "tpu"}
+
+
 def prepare_output_dir(output_dir, overwrite):
-  """Creates output_dir; with --overwrite_output_dir empties it first. Returns True when an
-  earlier run's checkpoints are there to resume from."""
+  """Creates output_dir; with --overwrite_output_dir empties it first (only a directory that
+  holds an earlier run's hyparams.txt, or nothing). Returns True when an earlier run's
+  checkpoints are there to resume from."""
   if output_dir is None:
     raise flags.ValidationError("--output_dir is required")
   if overwrite and os.path.isdir(output_dir):
+    if os.listdir(output_dir) and not os.path.exists(os.path.join(output_dir, "hyparams.txt")):
+      raise flags.ValidationError(f"--overwrite_output_dir: {output_dir} is not an output "
+                                  "directory of ours (no hyparams.txt); not deleting it")
     shutil.rmtree(output_dir)
   os.makedirs(output_dir, exist_ok=True)
   return tf.train.latest_checkpoint(os.path.join(output_dir, "ckpt")) is not None
 
 
-def write_hyparams(output_dir, flag_values=None):
-  """hyparams.txt: every flag of the main module as `--name=value`, usable as a --flagfile."""
-  flag_values = flag_values or flags.FLAGS
+def _flag_lines(flag_values):
   by_module = flag_values.flags_by_module_dict()
   ours = [f for module in (sys.argv[0], __name__) for f in by_module.get(module, [])]
-  lines = [f"--{f.name}={','.join(map(str, f.value)) if isinstance(f.value, list) else f.value}"
-           for f in sorted(ours, key=lambda f: f.name) if f.value is not None]
-  io_utils.atomic_write_text(os.path.join(output_dir, "hyparams.txt"), "\n".join(lines) + "\n")
+  return {f.name: f"--{f.name}={','.join(map(str, f.value)) if isinstance(f.value, list) else f.value}"
+          for f in sorted(ours, key=lambda f: f.name)
+          if f.value is not None and f.name not in _NOT_RECORDED}
+
+
+def write_hyparams(output_dir, resuming=False, flag_values=None):
+  """hyparams.txt: the flags of the entry point as `--name=value`, usable as a --flagfile.
+
+  When resuming, the flags that decide what is computed must be those of the run on disk."""
+  lines = _flag_lines(flag_values or flags.FLAGS)
+  path = os.path.join(output_dir, "hyparams.txt")
+  if resuming and os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      old = {line.split("=", 1)[0][2:]: line.strip() for line in f if line.startswith("--")}
+    changed = sorted(name for name in set(old) | set(lines) if name not in _FREE_ON_RESUME
+                     and old.get(name) != lines.get(name))
+    if changed:
+      raise flags.ValidationError(
+          f"{output_dir} holds a run with other settings ({', '.join(changed)}: "
+          f"{[old.get(n) for n in changed]} before): re-run with the same flags to resume it, "
+          "or pass --overwrite_output_dir to start over")
+  io_utils.atomic_write_text(path, "\n".join(lines.values()) + "\n")
 
 
 def log_to_file(output_dir, name="log.txt"):

@@ -15,6 +15,7 @@ import tensorflow as tf
 from official.nlp import optimization
 from tqdm import tqdm
 
+from metabert_tf import checkpoints
 from metabert_tf import records
 
 
@@ -29,11 +30,6 @@ class FinetuneConfig:
   progress: bool = True
 
 
-def make_checkpoint(model, metadata, **extra):
-  """The checkpoint layout every trainer shares: encoder, head, metadata (+ optimizer, step...)."""
-  return tf.train.Checkpoint(encoder=model.encoder, head=model.head, metadata=metadata, **extra)
-
-
 def finetune(strategy, model, train_features, output_dir, config, metadata):
   """Fine-tunes `model` (built under `strategy.scope()`) and returns training statistics."""
   n = len(train_features["label_ids"])
@@ -43,7 +39,7 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
     optimizer = optimization.create_optimizer(
         config.learning_rate, total_steps, int(config.warmup_proportion * total_steps))
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-  checkpoint = make_checkpoint(model, metadata, optimizer=optimizer, step=step)
+  checkpoint = checkpoints.model_checkpoint(model, metadata, optimizer=optimizer, step=step)
   manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "ckpt"),
                                        max_to_keep=2, checkpoint_name="finetune")
   if manager.latest_checkpoint:
@@ -62,8 +58,9 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
                                   seed=config.seed + epoch).skip(done_in_epoch)
       for batch in strategy.experimental_distribute_dataset(data):
         loss = float(train_step(batch))
+        within = int(step.numpy()) % steps_per_epoch
+        examples_seen += min(config.batch_size, n - within * config.batch_size)
         step.assign_add(1)
-        examples_seen += config.batch_size
         s = int(step.numpy())
         tf.summary.scalar("train/loss", loss, step=s)
         bar.update(1)
@@ -71,7 +68,6 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
         if s % save_every == 0 or s == total_steps:
           manager.save(checkpoint_number=s)
   seconds = time.time() - start
-  examples_seen = min(examples_seen, n * config.epochs)
   logging.info("Fine-tuned %d steps in %.1fs", total_steps, seconds)
   return {"train_steps": total_steps, "train_seconds": seconds,
           "train_examples_per_second": examples_seen / seconds if seconds > 0 else None,

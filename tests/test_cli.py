@@ -47,11 +47,20 @@ def test_run_finetune_then_predict(tmp_path, tiny_google_dir, toy_task):
     (["--output_dir={tmp}/o", "--train_file={bad}"], "bad.jsonl:line 2"),
     (["--output_dir={tmp}/o", "--train_file={train}", "--bert_model={tmp}/nope"], "nope"),
     (["--output_dir={tmp}/o", "--train_file={train}", "--epochs=0"], "--epochs must be positive"),
+    (["--output_dir={tmp}/o", "--train_file={train}", "--zero_shot"], "not --train_file"),
+    (["--output_dir={tmp}/o", "--train_file={mixed}"], "mixes single texts and text pairs"),
+    (["--output_dir={tmp}/notours", "--train_file={train}", "--overwrite_output_dir"],
+     "not an output directory of ours"),
 ])
 def test_run_finetune_bad_input_is_one_line_error(tmp_path, toy_task, tiny_google_dir, flags, expected):
   bad = tmp_path / "bad.jsonl"
   bad.write_text('{"text": "good", "label": "positive"}\n{"text": "bad"\n')
-  args = [f.format(tmp=tmp_path, bad=bad, train=toy_task["train"]) for f in flags]
+  mixed = tmp_path / "mixed.jsonl"
+  mixed.write_text('{"text": "good", "label": "positive"}\n'
+                   '{"text": "bad", "text_b": "boring", "label": "negative"}\n')
+  (tmp_path / "notours").mkdir()
+  (tmp_path / "notours/precious.txt").write_text("keep me")
+  args = [f.format(tmp=tmp_path, bad=bad, mixed=mixed, train=toy_task["train"]) for f in flags]
   if not any(a.startswith("--bert_model") for a in args):
     args.append(f"--bert_model={tiny_google_dir}")
   proc = _run("run_finetune.py", *args, "--noprogress", "--max_seq_length=16")
@@ -59,6 +68,21 @@ def test_run_finetune_bad_input_is_one_line_error(tmp_path, toy_task, tiny_googl
   lines = [l for l in proc.stderr.splitlines() if l.startswith(("error:", "FATAL Flags parsing"))]
   assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
+  assert (tmp_path / "notours/precious.txt").exists()
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tiny_google_dir, toy_task):
+  common = [f"--bert_model={tiny_google_dir}", f"--train_file={toy_task['train']}",
+            f"--output_dir={tmp_path / 'o'}", "--max_seq_length=16", "--batch_size=8",
+            "--noprogress", "--noexport"]
+  first = _run("run_finetune.py", *common, "--epochs=1", "--overwrite_output_dir")
+  assert first.returncode == 0, first.stderr[-2000:]
+  hyparams = (tmp_path / "o/hyparams.txt").read_text()
+  assert "overwrite_output_dir" not in hyparams  # reusing it as --flagfile must not wipe the run
+  other = _run("run_finetune.py", *common, "--epochs=3")
+  assert other.returncode == 1 and "epochs" in other.stderr and "--overwrite_output_dir" in other.stderr
+  same = _run("run_finetune.py", f"--flagfile={tmp_path / 'o/hyparams.txt'}", "--noprogress")
+  assert same.returncode == 0, same.stderr[-2000:]
 
 
 def test_predict_rejects_bad_input(tmp_path):

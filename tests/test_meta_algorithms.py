@@ -89,7 +89,8 @@ def _check(actual, expected, theta, atol=2e-6, rtol=None):
 
 def _sgd_outer(algorithm):
   return types.SimpleNamespace(NAME=algorithm.NAME, task_contribution=algorithm.task_contribution,
-                               outer_optimizer=lambda lr, variant: tf_keras.optimizers.legacy.SGD(lr))
+                               outer_optimizer=lambda config: tf_keras.optimizers.legacy.SGD(
+                                   config.outer_update_lr))
 
 
 def _setup(tmp_path, tiny_google_dir, algorithm, **overrides):
@@ -122,7 +123,7 @@ def test_fomaml_outer_adam_and_inner_adam(tmp_path, tiny_google_dir):
 
 
 def test_reptile_classic_moves_towards_adapted_weights(tmp_path, tiny_google_dir):
-  trainer, ref, theta = _setup(tmp_path, tiny_google_dir, reptile, outer_update_lr=0.5)
+  trainer, ref, theta = _setup(tmp_path, tiny_google_dir, reptile, reptile_epsilon=0.5)
   phis = [_inner_sgd(ref, theta, s, 0.05, 2) for s, _ in _tasks(trainer)]
   expected = [t + 0.5 * np.mean([p - t for p in ps], axis=0) for t, ps in zip(theta, zip(*phis))]
   trainer.train_step(0)

@@ -80,6 +80,8 @@ def test_meta_train_cli_then_finetune_zero_shot_and_predict_keep_labels(tmp_path
   again = _run("run_meta_train.py", f"--data={data}", "--test_domains=c",
                f"--bert_model={tiny_google_dir}", f"--output_dir={out}", *META_FLAGS)
   assert again.returncode == 0 and "Resumed meta-training" in (out / "log.txt").read_text()
+  again_results = json.load(open(out / "results.json"))
+  assert again_results["meta_test_history"] == results["meta_test_history"]
 
   # Fine-tune from the meta-learned weights, with the labels given in the *other* order in the
   # data file order: ids must follow the checkpoint (negative=0, positive=1) at every stage.

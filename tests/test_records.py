@@ -268,16 +268,19 @@ def _labels(*labels):
 def test_choose_label_list():
   train, evals = _labels("pos", "neg"), _labels("neg", "mid")
   assert datasets.choose_label_list([train, evals]) == ["mid", "neg", "pos"]
-  # A given list that covers the data is kept, in its order (it is the model's label map).
+  # An explicit list (--label_list) is kept in its order; the data must fit it.
   assert datasets.choose_label_list([train], ["pos", "neg", "mid"]) == ["pos", "neg", "mid"]
   with pytest.raises(DataError) as info:
     datasets.choose_label_list([train, evals], ["pos", "neg"], source="eval.json")
-  assert str(info.value) == ("eval.json: labels ['mid'] are not in the model's label list "
-                             "['pos', 'neg']")
-  # Without a source to blame, the data's own labels win.
-  assert datasets.choose_label_list([train, evals], ["pos", "neg"], source=None) == [
-      "mid", "neg", "pos"]
-  assert datasets.choose_label_list([[]]) == []
+  assert str(info.value) == "eval.json: labels ['mid'] are not in the label list ['pos', 'neg']"
+  # A model's (checkpoint's) list is kept when the data fits it, so label ids stay the same ...
+  assert datasets.choose_label_list([train], model=["pos", "neg"]) == ["pos", "neg"]
+  # ... else a new head is trained on the data's sorted labels, unless the model must be used.
+  assert datasets.choose_label_list([train, evals], model=["pos", "neg"]) == ["mid", "neg", "pos"]
+  with pytest.raises(DataError, match="not in the model's label list"):
+    datasets.choose_label_list([evals], model=["pos", "neg"], source="e", must_fit_model=True)
+  with pytest.raises(DataError, match="need --label_list"):
+    datasets.choose_label_list([[]], source="x.tf_record")
 
 
 def test_load_features_checks_label_list_and_vocab(tmp_path, encoder):
@@ -314,3 +317,10 @@ def test_write_tf_record_cli_then_stream_and_finetune_input(tmp_path, tiny_googl
                         f"--bert_model={tiny_google_dir}"], cwd=REPO_DIR, capture_output=True,
                        text=True, timeout=120)
   assert bad.returncode == 1 and "nope.jsonl" in bad.stderr and "Traceback" not in bad.stderr
+  # Training straight from the records takes their label list from the .meta.json.
+  from metabert_tf import finetune_job, training
+  results = finetune_job.run_job(finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "ft"), train_path=str(out), eval_path=toy_task["eval"],
+      bert_model=tiny_google_dir, max_seq_length=16,
+      train=training.FinetuneConfig(epochs=1, batch_size=8, progress=False)))
+  assert results["label_list"] == ["negative", "positive"] and results["num_train_examples"] == 24

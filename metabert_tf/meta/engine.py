@@ -1,7 +1,7 @@
 """The meta-learning engine: episodes -> per-replica inner loops -> one all-reduced meta update.
 
 An algorithm is a module with `NAME`, `task_contribution(inner, query, meta_vars)` (the task's
-share of the meta-gradient, and its query loss) and `outer_optimizer(lr, variant)`; see
+share of the meta-gradient, and its query loss) and `outer_optimizer(config)`; see
 fomaml.py and reptile.py. The engine owns everything else:
 
 * the task stream: `num_train_task` episodes drawn once (Meta-BERT's MetaTask), visited in a
@@ -10,11 +10,13 @@ fomaml.py and reptile.py. The engine owns everything else:
   on its own learner copy, and `apply_gradients` in replica context all-reduces the meta
   gradient once per meta-step (shares are pre-divided by outer_batch_size, so the sum is the mean);
 * checkpoints `ckpt/meta.epoch-E.step-S` (meta weights, meta optimiser, step; never the learner),
-  resumed from on restart, so a killed run replays the same tasks and ends at the same weights;
+  resumed from on restart: a killed run replays the same tasks (and, without dropout, ends at
+  exactly the same weights; dropout masks are not replayed);
 * meta-test: `num_test_task` episodes of the held-out domains, adapted for
   `inner_update_step_eval` passes, accuracy on their query sets, logged as training goes.
 """
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -28,7 +30,9 @@ from tqdm import tqdm
 from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import classifier
+from metabert_tf import io_utils
 from metabert_tf import records
+from metabert_tf.bert_config import ConfigError
 from metabert_tf.meta import episodes as episodes_lib
 from metabert_tf.meta import learner as learner_lib
 
@@ -48,6 +52,7 @@ class MetaConfig:
   inner_optimizer: str = "adam"
   outer_update_lr: float = 5e-5
   variant: str = "classic"            # reptile only: classic or adam
+  reptile_epsilon: float = 0.5        # reptile classic: theta += eps * mean(phi - theta)
   epochs: int = 3
   seed: int = 0
   bucket: int = 32                    # sequence lengths are trimmed to a multiple of this
@@ -65,7 +70,7 @@ class MetaTrainer:
     replicas = strategy.num_replicas_in_sync
     per_replica = config.tasks_per_replica or config.outer_batch_size // replicas
     if per_replica * replicas != config.outer_batch_size:
-      raise ValueError(f"outer_batch_size {config.outer_batch_size} must equal "
+      raise ConfigError(f"outer_batch_size {config.outer_batch_size} must equal "
                        f"tasks_per_replica x replicas ({per_replica} x {replicas})")
     self.tasks_per_replica = per_replica
     self.train_sampler = episodes_lib.EpisodeSampler(
@@ -87,11 +92,10 @@ class MetaTrainer:
       self.meta_vars, learner_vars = learner_lib.pair_variables(self.model, self.learner)
       self.inner = learner_lib.InnerLoop(self.learner, learner_vars, config.inner_update_lr,
                                          config.inner_batch_size, config.inner_optimizer)
-      self.optimizer = algorithm.outer_optimizer(config.outer_update_lr, config.variant)
+      self.optimizer = algorithm.outer_optimizer(config)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="meta_step")
-    self.checkpoint = tf.train.Checkpoint(encoder=self.model.encoder, head=self.model.head,
-                                          metadata=metadata, optimizer=self.optimizer,
-                                          step=self.step)
+    self.checkpoint = checkpoints.model_checkpoint(self.model, metadata,
+                                                   optimizer=self.optimizer, step=self.step)
     self.ckpt_dir = os.path.join(output_dir, "ckpt")
     self.steps_per_epoch = math.ceil(config.num_train_task / config.outer_batch_size)
     self._meta_step = tf.function(self._meta_step_fn, reduce_retracing=True)
@@ -177,8 +181,10 @@ class MetaTrainer:
 
   def _is_chief(self):
     resolver = getattr(self.strategy, "cluster_resolver", None)
-    return resolver is None or resolver.task_type in (None, "chief") or (
-        resolver.task_type == "worker" and resolver.task_id == 0)
+    if resolver is None or resolver.task_type in (None, "chief"):
+      return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
   def save(self, epoch, step):
     prefix = os.path.join(self.ckpt_dir, f"meta.epoch-{epoch}.step-{step}")
@@ -203,9 +209,14 @@ class MetaTrainer:
     self.restore()
     total = self.steps_per_epoch * self.config.epochs
     writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
+    history_file = os.path.join(self.output_dir, "meta_test_history.json")
     history = []
+    if int(self.step.numpy()) and os.path.exists(history_file):  # resuming: keep the record
+      with open(history_file) as f:
+        history = [h for h in json.load(f) if h["step"] <= int(self.step.numpy())]
     if int(self.step.numpy()) == 0:
       history.append({"step": 0, "meta_test_accuracy": self._log_meta_test(writer, 0)})
+      io_utils.atomic_write_json(history_file, history)
     with tqdm(total=total, initial=int(self.step.numpy()), desc="meta-train", unit="step",
               disable=not self.config.progress) as bar, writer.as_default():
       while int(self.step.numpy()) < total:
@@ -222,6 +233,8 @@ class MetaTrainer:
             history.append({"step": step + 1, "epoch": epoch,
                             "meta_test_accuracy": self._log_meta_test(writer, step + 1)})
           self.save(epoch, step + 1)
+          if self._is_chief():
+            io_utils.atomic_write_json(history_file, history)
     return history
 
   def _log_meta_test(self, writer, step):

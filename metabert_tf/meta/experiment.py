@@ -94,7 +94,7 @@ def meta_train(method, domain, seed, run_dir):
       num_train_task=FLAGS.num_train_task, num_test_task=0,
       outer_batch_size=FLAGS.outer_batch_size, inner_batch_size=FLAGS.inner_batch_size,
       inner_update_step=FLAGS.inner_update_step, inner_update_lr=FLAGS.inner_update_lr,
-      outer_update_lr=FLAGS.reptile_epsilon if method == "reptile" else FLAGS.outer_update_lr,
+      outer_update_lr=FLAGS.outer_update_lr, reptile_epsilon=FLAGS.reptile_epsilon,
       epochs=FLAGS.meta_epochs, seed=seed, progress=False)
   out = os.path.join(run_dir, method, "meta")
   done = os.path.join(out, "results.json")

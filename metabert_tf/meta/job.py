@@ -72,8 +72,8 @@ def run_meta_job(job: MetaJob, strategy=None):
   logging.info("Meta-training domains %s; test domains %s", train_domains, job.test_domains)
   with strategy.scope():
     backbone = backbones.load_backbone(job.bert_model, job.do_lower_case)
-  label_list = datasets.choose_label_list([examples], job.label_list or backbone.label_list,
-                                          source=None)
+  label_list = datasets.choose_label_list([examples], job.label_list, backbone.label_list,
+                                          source=job.data)
   pooling = job.pooling or backbone.pooling
   features = records.encode(examples, backbone.input_encoder(job.max_seq_length), label_list,
                             domain_list, source=job.data)

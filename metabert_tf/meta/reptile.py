@@ -1,10 +1,10 @@
 r"""Reptile (Nichol et al. 2018), classic and as mailong25/meta-learning-bert runs it.
 
 For each task i of a meta-batch of T tasks: phi_i = Inner^n(theta; support_i).
-    classic:   theta <- theta + eps * (1/T) sum_i (phi_i - theta)
+    classic:   theta <- theta + eps * (1/T) sum_i (phi_i - theta)    (eps = reptile_epsilon)
                = an SGD step with learning rate eps on the "gradient" (1/T) sum_i (theta - phi_i)
     mailong25: theta <- OuterAdam(theta, (1/T) sum_i (theta - phi_i))   (the difference fed to
-               Adam as a gradient; Adam's normalisation changes the step size per weight)
+               Adam, lr outer_update_lr, as a gradient; Adam rescales the step per weight)
 The query set is not used by the update; its loss at phi_i is reported for monitoring.
 """
 import tf_keras
@@ -18,10 +18,10 @@ def task_contribution(inner, query, meta_vars):
   return [theta - phi for theta, phi in zip(meta_vars, inner.vars)], loss
 
 
-def outer_optimizer(learning_rate, variant="classic"):
-  """`classic`: plain SGD with lr = eps; `adam`: mailong25's Adam on theta - phi."""
-  if variant == "classic":
-    return tf_keras.optimizers.legacy.SGD(learning_rate)
-  if variant == "adam":
-    return tf_keras.optimizers.legacy.Adam(learning_rate)
-  raise ValueError(f"reptile variant must be one of {VARIANTS}, got {variant!r}")
+def outer_optimizer(config):
+  """`classic`: plain SGD with lr = reptile_epsilon; `adam`: mailong25's Adam on theta - phi."""
+  if config.variant == "classic":
+    return tf_keras.optimizers.legacy.SGD(config.reptile_epsilon)
+  if config.variant == "adam":
+    return tf_keras.optimizers.legacy.Adam(config.outer_update_lr)
+  raise ValueError(f"reptile variant must be one of {VARIANTS}, got {config.variant!r}")
