@@ -80,10 +80,11 @@ def predict(model_dir, rows, batch_size=64, progress=True):
 
 def main(_):
   with run_utils.user_errors_exit():
+    rows = read_inputs(FLAGS.input)
     if not os.path.exists(os.path.join(FLAGS.model_dir, "saved_model.pb")):
       raise DataError(FLAGS.model_dir, "not a SavedModel directory (no saved_model.pb); export "
                       "one with run_finetune.py")
-    results = predict(FLAGS.model_dir, read_inputs(FLAGS.input), FLAGS.batch_size, FLAGS.progress)
+    results = predict(FLAGS.model_dir, rows, FLAGS.batch_size, FLAGS.progress)
     with io_utils.atomic_open(FLAGS.output) as f:
       for row in results:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")

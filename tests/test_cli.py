@@ -93,3 +93,8 @@ def test_predict_rejects_bad_input(tmp_path):
   assert proc.returncode == 1
   assert "in.jsonl:line 2" in proc.stderr and "Traceback" not in proc.stderr
   assert not (tmp_path / "o.jsonl").exists()
+  good = tmp_path / "ok.txt"
+  good.write_text("fine\n")
+  proc = _run("-m", "metabert_tf.predict", f"--model_dir={tmp_path}", f"--input={good}",
+              f"--output={tmp_path / 'o.jsonl'}")
+  assert proc.returncode == 1 and "not a SavedModel directory" in proc.stderr
