@@ -116,6 +116,7 @@ def log_to_file(output_dir, name="log.txt"):
   logging.set_verbosity(logging.INFO)
   # The console shows progress bars and warnings; the log file gets everything.
   logging.get_absl_handler().setLevel(py_logging.WARNING)
+  tf.get_logger().setLevel(py_logging.WARNING)  # TF's own INFO lines ("Assets written to ...")
   return handler
 
 

@@ -7,7 +7,7 @@ PY=.venv/bin/python
 DATA_DIR=${DATA_DIR:-data}
 LEOPARD=$DATA_DIR/leopard/json
 OUT=${DEMO_OUT:-output/demo}
-export TF_CPP_MIN_LOG_LEVEL=2
+export TF_CPP_MIN_LOG_LEVEL=3  # the demo's console: progress and results, not TF's C++ chatter
 
 if [ ! -d "$LEOPARD/sentiment_books" ]; then
   echo "error: $LEOPARD/sentiment_books not found. Put the LEOPARD data under $DATA_DIR/leopard" >&2
