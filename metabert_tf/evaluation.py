@@ -44,6 +44,15 @@ def classification_metrics(labels, predictions, num_labels=None):
           "num_examples": int(len(labels))}
 
 
+def mean_std_summary(accuracies):
+  """{row: {column: [accuracy per run]}} -> the same nesting of {mean, std, n, accuracies}.
+
+  std is the population std over runs, as the LEOPARD papers report it."""
+  return {row: {str(col): {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v),
+                           "accuracies": v} for col, v in by_col.items()}
+          for row, by_col in accuracies.items()}
+
+
 def evaluate(model, features, num_labels, batch_size=64, progress=True):
   logits = predict_logits(model, features, batch_size, progress)
   return classification_metrics(features["label_ids"], logits.argmax(-1), num_labels)

@@ -17,10 +17,10 @@ import shutil
 from absl import app
 from absl import flags
 from absl import logging
-import numpy as np
 from tqdm import tqdm
 
 from metabert_tf import datasets
+from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
 from metabert_tf import run_utils
@@ -59,12 +59,6 @@ def run_grid(tasks, ks, splits, output_dir, make_job):
     with open(result_file) as f:
       accuracies[task][k].append(json.load(f)["accuracy"])
   return accuracies
-
-
-def summarize(accuracies):
-  return {task: {str(k): {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v),
-                          "accuracies": v} for k, v in by_k.items()}
-          for task, by_k in accuracies.items()}
 
 
 def markdown_table(summary, label):
@@ -121,7 +115,7 @@ def main(_):
     if not FLAGS.keep_checkpoints:
       for entry in os.listdir(FLAGS.output_dir):
         shutil.rmtree(os.path.join(FLAGS.output_dir, entry, "ckpt"), ignore_errors=True)
-    summary = summarize(accuracies)
+    summary = evaluation.mean_std_summary(accuracies)
     io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "summary.json"), summary)
     table = markdown_table(summary, FLAGS.label)
     io_utils.atomic_write_text(os.path.join(FLAGS.output_dir, "results.md"), table)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from data_prep import kshot
 from data_prep import readers
+from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
 from metabert_tf import run_utils
@@ -154,8 +155,7 @@ def main(_):
         for setting in settings:
           accuracies[method][setting].append(
               adapt(model, setting, paths, seed, os.path.join(run_dir, method, setting)))
-    summary = {m: {s: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v),
-                       "accuracies": v} for s, v in by_s.items()} for m, by_s in accuracies.items()}
+    summary = evaluation.mean_std_summary(accuracies)
     io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "summary.json"), summary)
     table = markdown_table(summary, settings)
     io_utils.atomic_write_text(os.path.join(FLAGS.output_dir, "results.md"), table)
