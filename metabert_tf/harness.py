@@ -42,6 +42,7 @@ flags.DEFINE_integer("seed", 0, "Training seed (the same for every split).")
 flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
 flags.DEFINE_string("label", "fine-tuning", "Name of this method in the table.")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
+run_utils.require_int_list("ks")
 FLAGS = flags.FLAGS
 
 

@@ -41,6 +41,13 @@ def define_common_flags():
   flags.DEFINE_string("data_dir", None, "Root the data paths are relative to.")
 
 
+def require_int_list(*names):
+  """Validates comma-separated integer flags (--ks=4,8,16) at parse time: a one-line error."""
+  for name in names:
+    flags.register_validator(name, lambda v: all(str(x).strip().isdigit() for x in v or []),
+                             f"--{name} must be comma-separated non-negative integers")
+
+
 def set_seed(seed):
   random.seed(seed)
   np.random.seed(seed)

@@ -61,6 +61,9 @@ flags.DEFINE_integer("steps", 50, "Fine-tuning steps per run.")
 flags.DEFINE_integer("batch_size", 8, "Fine-tuning batch size.")
 flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate.")
 flags.mark_flags_as_required(["data", "output_dir"])
+run_utils.require_int_list("ks", "seeds")
+flags.register_validator("methods", lambda v: set(v) <= {"bert", *meta_job.ALGORITHMS},
+                         f"--methods must be among bert, {', '.join(sorted(meta_job.ALGORITHMS))}")
 FLAGS = flags.FLAGS
 
 
