@@ -1,5 +1,4 @@
 """Builds a MetaTrainer over a tiny BERT and toy multi-domain data, for the meta-learning tests."""
-import numpy as np
 import tensorflow as tf
 
 from metabert_tf import backbones
