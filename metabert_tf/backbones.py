@@ -27,6 +27,7 @@ from official.nlp.modeling import networks
 
 from metabert_tf import bert_config as bert_config_lib
 from metabert_tf import checkpoints
+from metabert_tf import fast_dropout
 from metabert_tf import model_cache
 from metabert_tf import tokenization
 
@@ -81,6 +82,7 @@ def build_encoder(config: bert_config_lib.BertConfig, dropout=True):
       initializer=tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range))
   dummy = tf.zeros([1, 2], tf.int32)
   encoder(dict(input_word_ids=dummy, input_mask=tf.ones_like(dummy), input_type_ids=dummy))
+  fast_dropout.install(encoder)
   return encoder
 
 

@@ -148,7 +148,8 @@ def main(_):
     domains = FLAGS.held_out or sorted({e.domain for e in examples})
     settings = ["zero"] + ([f"n{FLAGS.shots}"] if FLAGS.shots else []) + [f"k{k}" for k in FLAGS.ks]
     accuracies = {m: {s: [] for s in settings} for m in FLAGS.methods}
-    grid = [(d, int(s)) for d in domains for s in FLAGS.seeds]
+    # Seed-major, so that a run stopped part-way has results on every domain.
+    grid = [(d, int(s)) for s in FLAGS.seeds for d in domains]
     for domain, seed in tqdm(grid, desc="held-out domain x seed", unit="run"):
       run_dir = os.path.join(FLAGS.output_dir, f"{domain}_seed{seed}")
       os.makedirs(run_dir, exist_ok=True)
