@@ -27,7 +27,7 @@ flags.DEFINE_integer("inner_batch_size", 16, "Inner batch size.")
 flags.DEFINE_integer("num_support", 80, "Support examples per task.")
 flags.DEFINE_integer("num_query", 20, "Query examples per task.")
 flags.DEFINE_integer("tasks_per_step", 2, "Tasks per meta-step.")
-flags.DEFINE_integer("steps", 4, "Timed meta-steps (after 2 warm-up steps).")
+flags.DEFINE_integer("steps", 8, "Timed meta-steps (after 2 warm-up steps).")
 flags.DEFINE_integer("bucket", 32, "Length bucket; 0 pads every batch to max_seq_length.")
 FLAGS = flags.FLAGS
 

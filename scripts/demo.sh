@@ -1,39 +1,37 @@
 #!/usr/bin/env bash
-# `make demo`: fine-tune the default backbone on one LEOPARD k-shot task, print its accuracy,
-# export it as a SavedModel that takes raw text, and predict a few sentences with it.
+# `make demo`: Meta-BERT at CPU size. FOMAML meta-trains the default backbone on three Amazon
+# review domains; plain BERT and the meta-learned model then adapt to the fourth (books): fine-tuned
+# on 80 examples and on K = 4, 8, 16 per label, and zero-shot. Prints both side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 DATA_DIR=${DATA_DIR:-data}
-LEOPARD=$DATA_DIR/leopard/json
-OUT=${DEMO_OUT:-output/demo}
+MDS=$DATA_DIR/blitzer_mds_4domain
+CONFIG=configs/demo_meta_bert.cfg
+OUT=${DEMO_OUT:-output/demo_meta_bert}
 export TF_CPP_MIN_LOG_LEVEL=3  # the demo's console: progress and results, not TF's C++ chatter
 
-if [ ! -d "$LEOPARD/sentiment_books" ]; then
-  echo "error: $LEOPARD/sentiment_books not found. Put the LEOPARD data under $DATA_DIR/leopard" >&2
-  echo "       (python -m data_prep.download leopard --dest $DATA_DIR/leopard) or set DATA_DIR." >&2
+if [ ! -d "$MDS/books" ]; then
+  echo "error: $MDS/books not found. Put the Amazon multi-domain reviews (books, dvd, electronics," >&2
+  echo "       kitchen) under $MDS (python -m data_prep.download amazon_reviews --dest $MDS)" >&2
+  echo "       or set DATA_DIR." >&2
   exit 1
 fi
 
-echo "== 1/2 fine-tune minilm-l6 on sentiment_books, K=16 per label, split 0 (output: $OUT)"
-$PY run_finetune.py --flagfile=configs/demo_finetune.cfg --data_dir="$LEOPARD" \
-    --output_dir="$OUT" --overwrite_output_dir
-
-echo "== 2/2 predict raw sentences with the exported SavedModel ($OUT/export)"
-cat > "$OUT/demo_sentences.txt" <<'TXT'
-This book was a page-turner, I could not put it down.
-Dull, predictable and far too long. I gave up halfway.
-The author's research is impressive and the writing is clear.
-I want my money back.
-TXT
-$PY -m metabert_tf.predict --model_dir="$OUT/export" --input="$OUT/demo_sentences.txt" \
-    --output="$OUT/demo_predictions.jsonl" --noprogress
+echo "== Meta-BERT demo: $CONFIG (output: $OUT; finished runs there are reused)"
+$PY -m metabert_tf.meta.experiment --flagfile="$CONFIG" --data="$MDS" --output_dir="$OUT" \
+    --stderrthreshold=error > /dev/null  # its table (mean +- std) is in $OUT/results.md
 $PY - "$OUT" <<'PYEOF'
 import json, sys
-out = sys.argv[1]
-results = json.load(open(f"{out}/results.json"))
-print(f"\naccuracy on {results['eval_file']} ({results['num_examples']} examples): "
-      f"{100 * results['accuracy']:.1f}%  (macro-F1 {100 * results['macro_f1']:.1f}%)")
-for row in map(json.loads, open(f"{out}/demo_predictions.jsonl")):
-  print(f"  {row['label']:>8}  p={max(row['probabilities']):.2f}  {row['text']}")
+summary = json.load(open(f"{sys.argv[1]}/summary.json"))
+names = {"zero": "zero-shot", "n80": "80 examples", "k4": "K=4 per label", "k8": "K=8 per label",
+         "k16": "K=16 per label"}
+print("\nheld-out domain: books (1000 test reviews), accuracy %\n")
+print(f"{'setting':<16}{'BERT':>8}{'Meta-BERT':>11}{'gain':>8}")
+for setting in sorted(summary["bert"], key=lambda s: list(names).index(s) if s in names else 9):
+  bert, meta = summary["bert"][setting]["mean"], summary["fomaml"][setting]["mean"]
+  gain = summary["fomaml - bert"][setting]["mean"]
+  print(f"{names.get(setting, setting):<16}{100 * bert:>8.1f}{100 * meta:>11.1f}{100 * gain:>+8.1f}")
+print("\nOne domain, one seed: single runs move by several points. Mean +- std over all four\n"
+      "held-out domains and three seeds: docs/results.md (python -m metabert_tf.meta.experiment).")
 PYEOF

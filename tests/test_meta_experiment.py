@@ -20,10 +20,13 @@ def test_experiment_runs_every_method_and_setting_and_resumes(tmp_path, tiny_goo
   proc = subprocess.run(args, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.load(open(out / "summary.json"))
-  assert set(summary) == {"bert", "fomaml", "reptile"}
-  for by_setting in summary.values():
-    assert set(by_setting) == {"zero", "n4", "k2"}
-    assert all(v["n"] == 1 and 0.0 <= v["mean"] <= 1.0 for v in by_setting.values())
+  assert set(summary) == {"bert", "fomaml", "reptile", "fomaml - bert", "reptile - bert"}
+  for method in ("bert", "fomaml", "reptile"):
+    assert set(summary[method]) == {"zero", "n4", "k2"}
+    assert all(v["n"] == 1 and 0.0 <= v["mean"] <= 1.0 for v in summary[method].values())
+  for setting, gain in summary["fomaml - bert"].items():  # paired: same domain, seed, examples
+    expected = summary["fomaml"][setting]["mean"] - summary["bert"][setting]["mean"]
+    assert abs(gain["mean"] - expected) < 1e-9 and gain["std"] == 0.0
   run = out / "c_seed0"
   assert len(json.load(open(run / "test.json"))) == 4 and len(json.load(open(run / "n4.json"))) == 4
   k2 = json.load(open(run / "k2.json"))

@@ -9,7 +9,8 @@ For every held-out domain D and seed s:
   * each method (plain BERT = --bert_model, and each meta-learned checkpoint) is then
     (a) fine-tuned on --shots examples drawn from the pool and on K per label for each --ks
         (data_prep.kshot, split s), and (b) evaluated zero-shot; accuracy on the test set.
-Results are mean +- std over held-out domains x seeds. Finished runs are reused (resumable).
+Results are mean +- std over held-out domains x seeds, and each meta-learned method's paired
+gain over plain BERT (same domain, seed and examples). Finished runs are reused (resumable).
 Writes output_dir/{summary.json, results.md}.
 """
 import json
@@ -129,6 +130,16 @@ def adapt(model, setting, paths, seed, out):
     return json.load(f)["accuracy"]
 
 
+def paired_gains(accuracies, baseline="bert"):
+  """{"<method> - bert": {setting: [per-run accuracy differences]}}: the same held-out domain,
+  seed and training examples on both sides, so their spread is the gain's own spread."""
+  if baseline not in accuracies:
+    return {}
+  return {f"{method} - {baseline}": {s: [a - b for a, b in zip(runs, accuracies[baseline][s])]
+                                     for s, runs in by_setting.items()}
+          for method, by_setting in accuracies.items() if method != baseline}
+
+
 def markdown_table(summary, settings):
   head = "| method | " + " | ".join(settings) + " |\n|---|" + "---|" * len(settings) + "\n"
   rows = []
@@ -150,16 +161,26 @@ def main(_):
     accuracies = {m: {s: [] for s in settings} for m in FLAGS.methods}
     # Seed-major, so that a run stopped part-way has results on every domain.
     grid = [(d, int(s)) for s in FLAGS.seeds for d in domains]
-    for domain, seed in tqdm(grid, desc="held-out domain x seed", unit="run"):
+    meta_methods = [m for m in FLAGS.methods if m != "bert"]
+    bar = tqdm(total=len(grid) * (len(meta_methods) + len(FLAGS.methods) * len(settings)),
+               desc="runs (meta-training and adaptation)", unit="run")
+    for domain, seed in grid:
       run_dir = os.path.join(FLAGS.output_dir, f"{domain}_seed{seed}")
       os.makedirs(run_dir, exist_ok=True)
       paths = prepare_domain(examples, domain, seed, run_dir)
       for method in FLAGS.methods:
-        model = FLAGS.bert_model if method == "bert" else meta_train(method, domain, seed, run_dir)
+        model = FLAGS.bert_model
+        if method in meta_methods:
+          bar.set_postfix_str(f"{domain} seed {seed}: meta-train {method}")
+          model = meta_train(method, domain, seed, run_dir)
+          bar.update()
         for setting in settings:
+          bar.set_postfix_str(f"{domain} seed {seed}: {method} {setting}")
           accuracies[method][setting].append(
               adapt(model, setting, paths, seed, os.path.join(run_dir, method, setting)))
-    summary = evaluation.mean_std_summary(accuracies)
+          bar.update()
+    bar.close()
+    summary = evaluation.mean_std_summary({**accuracies, **paired_gains(accuracies)})
     io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "summary.json"), summary)
     table = markdown_table(summary, settings)
     io_utils.atomic_write_text(os.path.join(FLAGS.output_dir, "results.md"), table)
