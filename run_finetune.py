@@ -68,10 +68,8 @@ def data_paths():
 
 def run():
   validate_flags()
-  resuming = run_utils.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite_output_dir)
-  run_utils.write_hyparams(FLAGS.output_dir, resuming)
-  run_utils.log_to_file(FLAGS.output_dir)
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
+  run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   train_path, eval_path = data_paths()
   job = finetune_job.FinetuneJob(
       output_dir=FLAGS.output_dir, train_path=train_path, eval_path=eval_path,

@@ -85,10 +85,8 @@ def run():
       meta=config_from_flags())
   if not os.path.exists(job.data):
     raise DataError(job.data, "file or directory not found")
-  resuming = run_utils.prepare_output_dir(FLAGS.output_dir, FLAGS.overwrite_output_dir)
-  run_utils.write_hyparams(FLAGS.output_dir, resuming)
-  run_utils.log_to_file(FLAGS.output_dir)
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
+  run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   results = meta_job.run_meta_job(job, strategy)
   print(json.dumps({k: results[k] for k in ("checkpoint", "meta_test_history")}))
 

@@ -6,6 +6,8 @@ results.json into its output_dir.
 """
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
 from typing import List, Optional
 
@@ -70,9 +72,10 @@ def run_job(job: FinetuneJob, strategy=None):
     elif zero_shot:
       logging.warning("Zero-shot evaluation of a model with no trained classifier for %s: the "
                       "head is random, expect chance accuracy", label_list)
-    metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
-                                             label_list, job.max_seq_length, pooling=pooling,
-                                             stage="finetune")
+  # Outside the scope: a string variable cannot be mirrored (no string collectives).
+  metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
+                                           label_list, job.max_seq_length, pooling=pooling,
+                                           stage="finetune")
   results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
              "train_file": job.train_path,
              "eval_file": job.eval_path, "precision": job.precision,
@@ -92,8 +95,14 @@ def run_job(job: FinetuneJob, strategy=None):
     results.update(metrics)
     logging.info("Eval on %s: accuracy %.4f, macro-F1 %.4f (%d examples)", job.eval_path,
                  metrics["accuracy"], metrics["macro_f1"], metrics["num_examples"])
+  chief = run_utils.is_chief(strategy)
   if job.export_dir and not zero_shot:
-    export.export_saved_model(model, input_encoder, label_list, job.export_dir)
+    # Every worker saves (saving may run collectives); only the chief's copy is kept.
+    export_dir = job.export_dir if chief else tempfile.mkdtemp(prefix="export-")
+    export.export_saved_model(model, input_encoder, label_list, export_dir)
+    if not chief:
+      shutil.rmtree(export_dir)
     results["export_dir"] = job.export_dir
-  io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
+  if chief:
+    io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
   return results

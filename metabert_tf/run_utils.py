@@ -67,6 +67,27 @@ def get_strategy(name, tpu=None):
   return distribute_utils.get_distribution_strategy(name, tpu_address=tpu)
 
 
+def is_chief(strategy):
+  """False only in a non-chief worker of a multi-worker strategy: workers share output_dir (as
+  on a shared filesystem) and only the chief writes there (worker 0 when no "chief" task)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or resolver.task_type in (None, "chief"):
+    return True
+  has_chief = "chief" in resolver.cluster_spec().as_dict()
+  return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def start_run(output_dir, overwrite, strategy):
+  """What both CLIs do before the job, on the chief only: prepare output_dir (resume or
+  overwrite), record hyparams.txt and log to output_dir/log.txt."""
+  if output_dir is None:
+    raise flags.ValidationError("--output_dir is required")
+  if is_chief(strategy):
+    resuming = prepare_output_dir(output_dir, overwrite)
+    write_hyparams(output_dir, resuming)
+    log_to_file(output_dir)
+
+
 # Not written to hyparams.txt (it would wipe the run when the file is reused as --flagfile) ...
 _NOT_RECORDED = {"overwrite_output_dir"}
 # ... and free to differ when a run is resumed: they do not change what is computed.

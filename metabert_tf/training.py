@@ -8,6 +8,8 @@ and restarted from its checkpoint replays exactly the batches an uninterrupted r
 import dataclasses
 import math
 import os
+import shutil
+import tempfile
 import time
 
 from absl import logging
@@ -17,6 +19,7 @@ from tqdm import tqdm
 
 from metabert_tf import checkpoints
 from metabert_tf import records
+from metabert_tf import run_utils
 
 
 @dataclasses.dataclass
@@ -40,13 +43,18 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
         config.learning_rate, total_steps, int(config.warmup_proportion * total_steps))
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
   checkpoint = checkpoints.model_checkpoint(model, metadata, optimizer=optimizer, step=step)
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "ckpt"),
+  ckpt_dir = os.path.join(output_dir, "ckpt")
+  latest = tf.train.latest_checkpoint(ckpt_dir)  # every worker resumes from the chief's
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+    logging.info("Resumed from %s at step %d", latest, int(step.numpy()))
+  chief = run_utils.is_chief(strategy)
+  # Every worker saves (saving may run collectives); a non-chief one into a throw-away dir.
+  manager = tf.train.CheckpointManager(checkpoint, ckpt_dir if chief else tempfile.mkdtemp(),
                                        max_to_keep=2, checkpoint_name="finetune")
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
   train_step = _make_train_step(strategy, model, optimizer)
-  writer = tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
+  writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard")) if chief
+            else tf.summary.create_noop_writer())
   save_every = config.save_every_steps or steps_per_epoch
   start = time.time()
   examples_seen = 0
@@ -69,9 +77,11 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
           manager.save(checkpoint_number=s)
   seconds = time.time() - start
   logging.info("Fine-tuned %d steps in %.1fs", total_steps, seconds)
+  if not chief:
+    shutil.rmtree(manager.directory, ignore_errors=True)
   return {"train_steps": total_steps, "train_seconds": seconds,
           "train_examples_per_second": examples_seen / seconds if seconds > 0 else None,
-          "checkpoint": manager.latest_checkpoint}
+          "checkpoint": tf.train.latest_checkpoint(ckpt_dir)}
 
 
 def _make_train_step(strategy, model, optimizer):

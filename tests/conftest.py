@@ -1,10 +1,24 @@
 """Shared pytest fixtures."""
+import json
 import os
 import pathlib
+import socket
 
 import pytest
 
 REPO_DIR = pathlib.Path(__file__).resolve().parent.parent
+
+
+def local_worker_configs(n):
+  """TF_CONFIG values for `n` workers on free localhost ports (multi-worker tests)."""
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  workers = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+  for s in sockets:
+    s.close()
+  return [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
+          for i in range(n)]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,11 @@
-"""Fine-tuning under MirroredStrategy on 2 logical CPUs equals one device (same data, no dropout)."""
+"""Fine-tuning under tf.distribute.
+
+* MirroredStrategy on 2 logical CPUs equals one device (same data, no dropout);
+* two worker processes (MultiWorkerMirroredStrategy, TF_CONFIG) sharing one output_dir, as on a
+  shared filesystem: only the chief writes there.
+"""
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -7,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests.conftest import REPO_DIR
+from tests.conftest import local_worker_configs
 
 _SCRIPT = textwrap.dedent("""
     import sys
@@ -44,3 +52,27 @@ def test_mirrored_two_replicas_matches_one_device(tmp_path, tiny_google_dir, toy
   assert len(names) > 30
   for name in names:
     np.testing.assert_allclose(a.get_tensor(name), b.get_tensor(name), atol=1e-5, err_msg=name)
+
+
+def test_two_workers_share_an_output_dir_and_only_the_chief_writes(tmp_path, tiny_google_dir,
+                                                                    toy_task):
+  out = tmp_path / "shared"
+  args = [sys.executable, "run_finetune.py", f"--train_file={toy_task['train']}",
+          f"--eval_file={toy_task['eval']}", f"--bert_model={tiny_google_dir}",
+          "--max_seq_length=16", "--epochs=2", "--batch_size=8", f"--output_dir={out}",
+          "--distribution_strategy=multi_worker_mirrored", "--noprogress"]
+  procs = [subprocess.Popen(args, cwd=REPO_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                                                TF_CONFIG=config))
+           for config in local_worker_configs(2)]
+  outputs = [p.communicate(timeout=300) for p in procs]
+  for proc, (_, stderr) in zip(procs, outputs):
+    assert proc.returncode == 0, stderr[-3000:]
+  chief, other = (json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs)
+  assert chief["accuracy"] == other["accuracy"]  # the same trained weights on both workers
+  assert sorted(os.listdir(out)) == ["ckpt", "export", "hyparams.txt", "log.txt", "results.json",
+                                     "tensorboard"]
+  assert (out / "log.txt").read_text().count("Labels (id order)") == 1
+  assert len(os.listdir(out / "tensorboard")) == 1
+  assert json.load(open(out / "results.json"))["accuracy"] == chief["accuracy"]
+  assert tf.train.latest_checkpoint(str(out / "ckpt")).endswith("finetune-6")  # 2 epochs x 3 steps

@@ -4,9 +4,7 @@
   both tasks (NOTES section 3's pattern);
 * MultiWorkerMirroredStrategy: two worker processes on localhost (TF_CONFIG), vs one process.
 """
-import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +12,7 @@ import textwrap
 import numpy as np
 
 from tests.conftest import REPO_DIR
+from tests.conftest import local_worker_configs
 
 _SCRIPT = textwrap.dedent("""
     import json, os, sys
@@ -61,16 +60,6 @@ def _assert_same(a, b):
     np.testing.assert_allclose(x, y, atol=1e-5)
 
 
-def _free_ports(n):
-  sockets = [socket.socket() for _ in range(n)]
-  for s in sockets:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in sockets]
-  for s in sockets:
-    s.close()
-  return ports
-
-
 def test_mirrored_two_replicas_equal_one_device(tmp_path, tiny_google_dir):
   one = _launch("one", tmp_path / "one", tiny_google_dir)
   assert "replicas 1" in _finish(one)
@@ -82,10 +71,8 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path, tiny_google_dir):
 def test_two_worker_processes_equal_one_process(tmp_path, tiny_google_dir):
   one = _launch("one", tmp_path / "one", tiny_google_dir)
   _finish(one)
-  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-  procs = [_launch("workers", tmp_path / f"worker{i}", tiny_google_dir, env={
-      "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
-                               "task": {"type": "worker", "index": i}})}) for i in range(2)]
+  procs = [_launch("workers", tmp_path / f"worker{i}", tiny_google_dir, env={"TF_CONFIG": config})
+           for i, config in enumerate(local_worker_configs(2))]
   outputs = [_finish(p) for p in procs]
   assert all("replicas 2" in o for o in outputs)
   _assert_same(_meta(tmp_path / "one"), _meta(tmp_path / "worker0"))

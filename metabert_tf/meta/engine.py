@@ -32,6 +32,7 @@ from metabert_tf import checkpoints
 from metabert_tf import classifier
 from metabert_tf import io_utils
 from metabert_tf import records
+from metabert_tf import run_utils
 from metabert_tf.bert_config import ConfigError
 from metabert_tf.meta import episodes as episodes_lib
 from metabert_tf.meta import learner as learner_lib
@@ -180,11 +181,7 @@ class MetaTrainer:
   # ---- checkpoints and the loop -----------------------------------------------------------
 
   def _is_chief(self):
-    resolver = getattr(self.strategy, "cluster_resolver", None)
-    if resolver is None or resolver.task_type in (None, "chief"):
-      return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+    return run_utils.is_chief(self.strategy)
 
   def save(self, epoch, step):
     prefix = os.path.join(self.ckpt_dir, f"meta.epoch-{epoch}.step-{step}")
@@ -208,7 +205,8 @@ class MetaTrainer:
     """Runs (or resumes) meta-training; returns the history of meta-test accuracies."""
     self.restore()
     total = self.steps_per_epoch * self.config.epochs
-    writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
+    writer = (tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
+              if self._is_chief() else tf.summary.create_noop_writer())
     history_file = os.path.join(self.output_dir, "meta_test_history.json")
     history = []
     if int(self.step.numpy()) and os.path.exists(history_file):  # resuming: keep the record

@@ -89,5 +89,6 @@ def run_meta_job(job: MetaJob, strategy=None):
              "train_domains": train_domains, "test_domains": list(job.test_domains),
              "meta_test_history": history,
              "checkpoint": tf.train.latest_checkpoint(trainer.ckpt_dir)}
-  io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
+  if run_utils.is_chief(strategy):
+    io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
   return results
