@@ -32,6 +32,6 @@ for setting in sorted(summary["bert"], key=lambda s: list(names).index(s) if s i
   bert, meta = summary["bert"][setting]["mean"], summary["fomaml"][setting]["mean"]
   gain = summary["fomaml - bert"][setting]["mean"]
   print(f"{names.get(setting, setting):<16}{100 * bert:>8.1f}{100 * meta:>11.1f}{100 * gain:>+8.1f}")
-print("\nOne domain, one seed: single runs move by several points. Mean +- std over all four\n"
-      "held-out domains and three seeds: docs/results.md (python -m metabert_tf.meta.experiment).")
+print("\nOne domain, one seed: single runs move by several points. Mean +- std over the four\n"
+      "held-out domains and seeds: docs/results.md, section 4 (python -m metabert_tf.meta.experiment).")
 PYEOF
