@@ -6,8 +6,6 @@ results.json into its output_dir.
 """
 import dataclasses
 import os
-import shutil
-import tempfile
 import time
 from typing import List, Optional
 
@@ -95,14 +93,10 @@ def run_job(job: FinetuneJob, strategy=None):
     results.update(metrics)
     logging.info("Eval on %s: accuracy %.4f, macro-F1 %.4f (%d examples)", job.eval_path,
                  metrics["accuracy"], metrics["macro_f1"], metrics["num_examples"])
-  chief = run_utils.is_chief(strategy)
   if job.export_dir and not zero_shot:
-    # Every worker saves (saving may run collectives); only the chief's copy is kept.
-    export_dir = job.export_dir if chief else tempfile.mkdtemp(prefix="export-")
-    export.export_saved_model(model, input_encoder, label_list, export_dir)
-    if not chief:
-      shutil.rmtree(export_dir)
+    with run_utils.chief_keeps(job.export_dir, strategy) as export_dir:
+      export.export_saved_model(model, input_encoder, label_list, export_dir)
     results["export_dir"] = job.export_dir
-  if chief:
+  if run_utils.is_chief(strategy):
     io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
   return results

@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import sys
+import tempfile
 
 from absl import flags
 from absl import logging
@@ -75,6 +76,20 @@ def is_chief(strategy):
     return True
   has_chief = "chief" in resolver.cluster_spec().as_dict()
   return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+@contextlib.contextmanager
+def chief_keeps(path, strategy):
+  """Yields where this worker should save `path`: `path` itself on the chief; elsewhere a
+  throw-away directory, deleted afterwards (every worker must save: saving may run collectives)."""
+  if is_chief(strategy):
+    yield path
+    return
+  tmp = tempfile.mkdtemp(prefix="worker-")
+  try:
+    yield os.path.join(tmp, os.path.basename(path))
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def start_run(output_dir, overwrite, strategy):

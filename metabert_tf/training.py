@@ -8,8 +8,6 @@ and restarted from its checkpoint replays exactly the batches an uninterrupted r
 import dataclasses
 import math
 import os
-import shutil
-import tempfile
 import time
 
 from absl import logging
@@ -48,18 +46,17 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
   if latest:
     checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info("Resumed from %s at step %d", latest, int(step.numpy()))
-  chief = run_utils.is_chief(strategy)
-  # Every worker saves (saving may run collectives); a non-chief one into a throw-away dir.
-  manager = tf.train.CheckpointManager(checkpoint, ckpt_dir if chief else tempfile.mkdtemp(),
-                                       max_to_keep=2, checkpoint_name="finetune")
   train_step = _make_train_step(strategy, model, optimizer)
-  writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard")) if chief
-            else tf.summary.create_noop_writer())
+  writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
+            if run_utils.is_chief(strategy) else tf.summary.create_noop_writer())
   save_every = config.save_every_steps or steps_per_epoch
   start = time.time()
   examples_seen = 0
-  with tqdm(total=total_steps, initial=int(step.numpy()), desc="fine-tune", unit="step",
-            disable=not config.progress) as bar, writer.as_default():
+  with run_utils.chief_keeps(ckpt_dir, strategy) as save_dir, writer.as_default(), tqdm(
+      total=total_steps, initial=int(step.numpy()), desc="fine-tune", unit="step",
+      disable=not config.progress) as bar:
+    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=2,
+                                         checkpoint_name="finetune")
     while int(step.numpy()) < total_steps:
       epoch, done_in_epoch = divmod(int(step.numpy()), steps_per_epoch)
       data = records.make_dataset(train_features, config.batch_size, shuffle=True,
@@ -77,8 +74,6 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
           manager.save(checkpoint_number=s)
   seconds = time.time() - start
   logging.info("Fine-tuned %d steps in %.1fs", total_steps, seconds)
-  if not chief:
-    shutil.rmtree(manager.directory, ignore_errors=True)
   return {"train_steps": total_steps, "train_seconds": seconds,
           "train_examples_per_second": examples_seen / seconds if seconds > 0 else None,
           "checkpoint": tf.train.latest_checkpoint(ckpt_dir)}

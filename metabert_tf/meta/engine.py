@@ -19,8 +19,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 
 from absl import logging
 import numpy as np
@@ -185,12 +183,10 @@ class MetaTrainer:
 
   def save(self, epoch, step):
     prefix = os.path.join(self.ckpt_dir, f"meta.epoch-{epoch}.step-{step}")
-    if not self._is_chief():  # every worker writes (collectives); only the chief keeps it
-      tmp = tempfile.mkdtemp()
-      self.checkpoint.write(os.path.join(tmp, "ckpt"))
-      shutil.rmtree(tmp)
+    with run_utils.chief_keeps(prefix, self.strategy) as where:
+      path = self.checkpoint.write(where)
+    if not self._is_chief():
       return prefix
-    path = self.checkpoint.write(prefix)
     checkpoints.record_checkpoint(self.ckpt_dir, path)
     return path
 
