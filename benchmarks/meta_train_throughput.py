@@ -32,7 +32,8 @@ flags.DEFINE_integer("bucket", 32, "Length bucket; 0 pads every batch to max_seq
 FLAGS = flags.FLAGS
 
 
-def measure(precision, examples):
+def build_trainer(precision, examples, output_dir):
+  """A FOMAML MetaTrainer of the benchmark's configuration (also used by profile_meta_step.py)."""
   run_utils.set_precision(precision)
   run_utils.set_seed(0)
   backbone = backbones.load_backbone(FLAGS.bert_model)
@@ -47,10 +48,14 @@ def measure(precision, examples):
       inner_update_step=1, bucket=FLAGS.bucket or FLAGS.max_seq_length, progress=False)
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            labels, FLAGS.max_seq_length)
+  return engine.MetaTrainer(tf.distribute.get_strategy(), fomaml, backbone, labels,
+                            backbone.pooling, features, domains, domains, [], config, output_dir,
+                            metadata)
+
+
+def measure(precision, examples):
   with tempfile.TemporaryDirectory() as tmp:
-    trainer = engine.MetaTrainer(tf.distribute.get_strategy(), fomaml, backbone, labels,
-                                 backbone.pooling, features, domains, domains, [], config, tmp,
-                                 metadata)
+    trainer = build_trainer(precision, examples, tmp)
     for step in range(2):
       trainer.train_step(step)
     start = time.perf_counter()

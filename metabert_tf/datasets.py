@@ -29,6 +29,8 @@ def leopard_files(data_dir, task, k, split):
       if not os.path.exists(train):
         available = sorted(f for f in os.listdir(task_dir) if "_train_" in f)
         raise DataError(train, f"no such split file (have: {', '.join(available[:6])}...)")
+      if not os.path.exists(evals):
+        raise DataError(evals, f"no eval file for task {task!r}")
       return train, evals
   raise DataError(data_dir, f"no directory for task {task!r}")
 

@@ -6,9 +6,11 @@ r"""Evaluation harness: the LEOPARD few-shot protocol over tasks x K x splits, a
 For every (task, K, split F) it fine-tunes `--bert_model` on <task>_train_<F>_<K>.json and
 evaluates accuracy on <task>_eval.json (Bansal et al. 2020's protocol), then reports
 mean +- std (population std over the splits, as the LEOPARD papers do) per (task, K). Finished
-runs (their results.json) are reused, so a killed harness picks up where it stopped.
+runs (their results.json) are reused, so a killed harness picks up where it stopped. Each
+(task, K) runs in a child process (--process_per_cell), so a grid of any size fits in memory.
 Writes output_dir/{summary.json, results.md, results.png}.
 """
+import itertools
 import json
 import math
 import os
@@ -41,6 +43,8 @@ flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Compute precision.")
 flags.DEFINE_integer("seed", 0, "Training seed (the same for every split).")
 flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
 flags.DEFINE_string("label", "fine-tuning", "Name of this method in the table.")
+flags.DEFINE_bool("process_per_cell", True, "Run each (task, K) in a child process (TensorFlow "
+                  "keeps ~350 MB for every model a process builds, whatever is freed).")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
 run_utils.require_int_list("ks")
 FLAGS = flags.FLAGS
@@ -97,9 +101,16 @@ def plot(summary, label, path):
 def main(_):
   with run_utils.user_errors_exit():
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    run_utils.write_hyparams(FLAGS.output_dir)
     run_utils.log_to_file(FLAGS.output_dir)
     ks = [int(k) for k in FLAGS.ks]
+    for task, k, split in itertools.product(FLAGS.tasks, ks, range(FLAGS.splits)):
+      datasets.leopard_files(FLAGS.data_dir, task, k, split)  # all there, before hours of runs
+    cells = [(t, k) for t in FLAGS.tasks for k in ks]
+    if FLAGS.process_per_cell and len(cells) > 1:
+      run_utils.run_cells_in_children(
+          "metabert_tf.harness", output_dir=FLAGS.output_dir,
+          cells=[(f"{t}, K={k}", [f"--tasks={t}", f"--ks={k}"]) for t, k in cells])
+    run_utils.write_hyparams(FLAGS.output_dir)  # after the children, which write their own
 
     def make_job(task, k, split, run_dir):
       train_path, eval_path = datasets.leopard_files(FLAGS.data_dir, task, k, split)

@@ -5,6 +5,7 @@ import logging as py_logging
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -161,6 +162,23 @@ def log_to_file(output_dir, name="log.txt"):
   logging.get_absl_handler().setLevel(py_logging.WARNING)
   tf.get_logger().setLevel(py_logging.WARNING)  # TF's own INFO lines ("Assets written to ...")
   return handler
+
+
+def run_cells_in_children(module, cells, output_dir):
+  """Runs each cell of a grid as `python -m module <this command's flags> <cell flags>
+  --noprocess_per_cell` in its own process, one after the other.
+
+  Why: TensorFlow keeps ~350 MB for every model a process builds (clear_session and gc do not
+  give it back), so a grid of hundreds of runs in one process ends out of memory. `cells` is a
+  list of (name, [flag, ...]); absl lets the later flag win. The caller then only reads results.
+  """
+  for i, (name, cell_flags) in enumerate(cells):
+    print(f"[{i + 1}/{len(cells)}] {name}", flush=True)
+    child = subprocess.run([sys.executable, "-m", module, *sys.argv[1:], *cell_flags,
+                            "--noprocess_per_cell"], check=False)
+    if child.returncode:  # the child has printed its error; this says how to go on
+      raise SystemExit(f"error: {name} failed (exit {child.returncode}); see {output_dir}/log.txt."
+                       " Re-running the same command resumes from the finished runs.")
 
 
 @contextlib.contextmanager

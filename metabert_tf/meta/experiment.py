@@ -17,8 +17,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 
 from absl import app
 from absl import flags
@@ -155,19 +153,6 @@ def markdown_table(summary, settings):
   return head + "\n".join(rows) + "\n"
 
 
-def run_cells_in_children(grid):
-  """Runs each (domain, seed) cell as `this module <same flags> --held_out D --seeds S` in its
-  own process; the caller then only reads the finished runs."""
-  for i, (domain, seed) in enumerate(grid):
-    print(f"[{i + 1}/{len(grid)}] held-out {domain}, seed {seed}", flush=True)
-    child = subprocess.run([sys.executable, "-m", "metabert_tf.meta.experiment", *sys.argv[1:],
-                            f"--held_out={domain}", f"--seeds={seed}", "--noprocess_per_cell"],
-                           check=False)
-    if child.returncode:
-      raise RuntimeError(f"held-out {domain}, seed {seed} failed (exit {child.returncode}); "
-                         f"see {FLAGS.output_dir}/log.txt. Re-running resumes.")
-
-
 def main(_):
   with run_utils.user_errors_exit():
     os.makedirs(FLAGS.output_dir, exist_ok=True)
@@ -179,7 +164,9 @@ def main(_):
     # Seed-major, so that a run stopped part-way has results on every domain.
     grid = [(d, int(s)) for s in FLAGS.seeds for d in domains]
     if FLAGS.process_per_cell and len(grid) > 1:
-      run_cells_in_children(grid)
+      run_utils.run_cells_in_children(
+          "metabert_tf.meta.experiment", output_dir=FLAGS.output_dir,
+          cells=[(f"held-out {d}, seed {s}", [f"--held_out={d}", f"--seeds={s}"]) for d, s in grid])
     run_utils.write_hyparams(FLAGS.output_dir)  # after the children, which write their own
     meta_methods = [m for m in FLAGS.methods if m != "bert"]
     bar = tqdm(total=len(grid) * (len(meta_methods) + len(FLAGS.methods) * len(settings)),

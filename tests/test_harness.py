@@ -1,0 +1,67 @@
+"""The LEOPARD evaluation harness, end to end at toy scale (tiny model, LEOPARD-layout toy task)."""
+import json
+import os
+import subprocess
+import sys
+
+from tests import tiny_models
+from tests.conftest import REPO_DIR
+
+
+def write_leopard_task(data_dir, task, ks, splits):
+  """<task>/<task>_train_<F>_<K>.json (K per label) and <task>_eval.json, in LEOPARD's JSON."""
+  examples = tiny_models.toy_domain_examples(domains=("x",), per_domain=40)
+  rows = [{"sentence1": e.text_a, "label": e.label} for e in examples]
+  task_dir = os.path.join(data_dir, task)
+  os.makedirs(task_dir)
+  by_label = {label: [r for r in rows[:24] if r["label"] == label]
+              for label in ("negative", "positive")}
+  for k in ks:
+    for split in range(splits):
+      train = [r for label_rows in by_label.values() for r in label_rows[split * k:(split + 1) * k]]
+      with open(os.path.join(task_dir, f"{task}_train_{split}_{k}.json"), "w") as f:
+        json.dump(train, f)
+  with open(os.path.join(task_dir, f"{task}_eval.json"), "w") as f:
+    json.dump(rows[24:], f)
+
+
+def run_harness(data_dir, out, model, *extra):
+  args = [sys.executable, "-m", "metabert_tf.harness", f"--data_dir={data_dir}",
+          f"--output_dir={out}", "--tasks=toy", f"--bert_model={model}", "--max_seq_length=16",
+          "--steps=2", "--batch_size=2", *extra]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run(args, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_harness_runs_each_task_and_k_in_a_child_and_resumes(tmp_path, tiny_google_dir):
+  write_leopard_task(tmp_path / "data", "toy", ks=(2, 3), splits=2)
+  out = tmp_path / "out"
+  proc = run_harness(tmp_path / "data", out, tiny_google_dir, "--ks=2,3", "--splits=2")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "[1/2] toy, K=2" in proc.stdout and "[2/2] toy, K=3" in proc.stdout
+  summary = json.load(open(out / "summary.json"))
+  assert set(summary) == {"toy"} and set(summary["toy"]) == {"2", "3"}
+  for k in ("2", "3"):
+    runs = [json.load(open(out / f"toy_k{k}_s{f}" / "results.json"))["accuracy"] for f in (0, 1)]
+    assert summary["toy"][k]["n"] == 2
+    assert abs(summary["toy"][k]["mean"] - sum(runs) / 2) < 1e-9
+  assert "| toy | fine-tuning |" in (out / "results.md").read_text()
+  assert (out / "results.png").stat().st_size > 0
+  assert not (out / "toy_k2_s0" / "ckpt").exists()  # dropped unless --keep_checkpoints
+  # A second run (in one process this time) reuses every finished run and reports the same table.
+  for run in out.glob("toy_k*_s*"):
+    os.utime(run / "results.json", (0, 0))
+  again = run_harness(tmp_path / "data", out, tiny_google_dir, "--ks=2,3", "--splits=2",
+                      "--noprocess_per_cell")
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert json.load(open(out / "summary.json")) == summary
+  assert all((run / "results.json").stat().st_mtime == 0 for run in out.glob("toy_k*_s*"))
+
+
+def test_harness_names_a_missing_split_file_before_running_anything(tmp_path, tiny_google_dir):
+  write_leopard_task(tmp_path / "data", "toy", ks=(2,), splits=1)
+  out = tmp_path / "out"
+  proc = run_harness(tmp_path / "data", out, tiny_google_dir, "--ks=2", "--splits=2")
+  assert proc.returncode == 1
+  assert "toy_train_1_2.json" in proc.stderr and "no such split file" in proc.stderr
+  assert not any(out.glob("toy_k*"))
