@@ -29,6 +29,8 @@ def test_experiment_runs_every_method_and_setting_and_resumes(tmp_path, tiny_goo
   for setting, gain in summary["fomaml - bert"].items():  # paired: same domain, seed, examples
     expected = summary["fomaml"][setting]["mean"] - summary["bert"][setting]["mean"]
     assert abs(gain["mean"] - expected) < 1e-9
+  wins = sum(gain > 0 for gain in summary["fomaml - bert"]["k2"]["accuracies"])
+  assert f"({wins}/2 > 0)" in (out / "results.md").read_text()
   run = out / "c_seed0"
   assert len(json.load(open(run / "test.json"))) == 4 and len(json.load(open(run / "n4.json"))) == 4
   k2 = json.load(open(run / "k2.json"))

@@ -143,13 +143,18 @@ def paired_gains(accuracies, baseline="bert"):
           for method, by_setting in accuracies.items() if method != baseline}
 
 
+def _cell(stats, paired):
+  if not paired:
+    return f"{100 * stats['mean']:.1f} +- {100 * stats['std']:.1f}"
+  wins = sum(gain > 0 for gain in stats["accuracies"])
+  return f"{100 * stats['mean']:+.1f} +- {100 * stats['std']:.1f} ({wins}/{stats['n']} > 0)"
+
+
 def markdown_table(summary, settings):
+  """Accuracy rows as mean +- std; paired-gain rows also say in how many runs the gain is > 0."""
   head = "| method | " + " | ".join(settings) + " |\n|---|" + "---|" * len(settings) + "\n"
-  rows = []
-  for method, by_setting in summary.items():
-    cells = [f"{100 * by_setting[s]['mean']:.1f} +- {100 * by_setting[s]['std']:.1f}"
-             for s in settings]
-    rows.append(f"| {method} | " + " | ".join(cells) + " |")
+  rows = [f"| {method} | " + " | ".join(_cell(by_setting[s], " - " in method) for s in settings)
+          + " |" for method, by_setting in summary.items()]
   return head + "\n".join(rows) + "\n"
 
 
