@@ -15,7 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ info lines o
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
+from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import finetune_job  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
@@ -56,21 +58,30 @@ def validate_flags():
   for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_length"):
     if FLAGS[name].value <= 0:
       raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
+  if FLAGS.save_every_steps < 0:
+    raise flags.ValidationError(f"--save_every_steps must be >= 0, got {FLAGS.save_every_steps}")
 
 
 def data_paths():
+  """(train, eval) paths, checked to exist: before output_dir is made, not after."""
+  eval_file = datasets.resolve(FLAGS.eval_file, FLAGS.data_dir)
   if FLAGS.task:
     train, evals = datasets.leopard_files(FLAGS.data_dir, FLAGS.task, FLAGS.k, FLAGS.split)
-    return (None if FLAGS.zero_shot else train), (FLAGS.eval_file or evals)
-  return (None if FLAGS.zero_shot else datasets.resolve(FLAGS.train_file, FLAGS.data_dir),
-          datasets.resolve(FLAGS.eval_file, FLAGS.data_dir))
+    paths = (None if FLAGS.zero_shot else train), (eval_file or evals)
+  else:
+    paths = (None if FLAGS.zero_shot else datasets.resolve(FLAGS.train_file, FLAGS.data_dir),
+             eval_file)
+  for flag, path in zip(("--train_file", "--eval_file"), paths):
+    if path and not tf.io.gfile.exists(path):
+      raise DataError(path, f"file not found ({flag})")
+  return paths
 
 
 def run():
   validate_flags()
+  train_path, eval_path = data_paths()
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
-  train_path, eval_path = data_paths()
   job = finetune_job.FinetuneJob(
       output_dir=FLAGS.output_dir, train_path=train_path, eval_path=eval_path,
       bert_model=FLAGS.bert_model, do_lower_case=FLAGS.do_lower_case,

@@ -76,6 +76,12 @@ def run():
                "inner_batch_size", "inner_update_step", "num_domain"):
     if FLAGS[name].value <= 0:
       raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
+  for name in ("num_test_task", "inner_update_step_eval", "tasks_per_replica", "save_every_steps"):
+    if FLAGS[name].value < 0:
+      raise flags.ValidationError(f"--{name} must be >= 0, got {FLAGS[name].value}")
+  if FLAGS.outer_batch_size > FLAGS.num_train_task:
+    raise flags.ValidationError(f"--outer_batch_size ({FLAGS.outer_batch_size}) must be at most "
+                                f"--num_train_task ({FLAGS.num_train_task})")
   job = meta_job.MetaJob(
       output_dir=FLAGS.output_dir, data=datasets.resolve(FLAGS.data, FLAGS.data_dir),
       algorithm=FLAGS.algorithm, test_domains=list(FLAGS.test_domains),

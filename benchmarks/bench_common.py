@@ -15,6 +15,8 @@ def define_flags(data_help):
   flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
   flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
   flags.DEFINE_list("precisions", ["fp32", "bf16"], "Precisions to measure.")
+  flags.register_validator("precisions", lambda v: bool(v) and set(v) <= {"fp32", "bf16"},
+                           "--precisions must be among fp32, bf16")
   flags.DEFINE_integer("repeats", 3, "Measurements per precision (each rebuilds the model); "
                        "the report gives every run and mean +- std.", lower_bound=1)
   flags.DEFINE_string("output", None, "Also write the results as JSON here.")

@@ -53,15 +53,21 @@ def is_toolkit_checkpoint(spec):
   return prefix is not None and _has_metadata(prefix)
 
 
-def record_checkpoint(directory, prefix):
+def record_checkpoint(directory, prefix, keep=lambda name: True):
   """Makes `prefix` the newest checkpoint of `directory` (the `checkpoint` state file that
-  tf.train.latest_checkpoint reads), keeping the earlier ones listed. Written atomically."""
+  tf.train.latest_checkpoint reads, written atomically). Earlier checkpoints stay listed if
+  `keep(basename)`; the others are unlisted first and then deleted, so the state file never
+  names a missing checkpoint."""
   state = tf.train.get_checkpoint_state(directory)
-  paths = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])]
-  paths = [p for p in paths if p != os.path.basename(prefix)] + [os.path.basename(prefix)]
+  earlier = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])]
+  earlier = [p for p in earlier if p != os.path.basename(prefix)]
+  paths = [p for p in earlier if keep(p)] + [os.path.basename(prefix)]
   lines = [f'model_checkpoint_path: "{paths[-1]}"'] + [
       f'all_model_checkpoint_paths: "{p}"' for p in paths]
   io_utils.atomic_write_text(os.path.join(directory, "checkpoint"), "\n".join(lines) + "\n")
+  for name in set(earlier) - set(paths):
+    for path in tf.io.gfile.glob(os.path.join(directory, name) + ".*"):
+      tf.io.gfile.remove(path)
 
 
 def read_metadata(prefix):

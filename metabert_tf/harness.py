@@ -31,14 +31,15 @@ from metabert_tf import training
 flags.DEFINE_string("data_dir", None, "LEOPARD-layout directory (<task>/<task>_train_F_K.json).")
 flags.DEFINE_list("tasks", ["sentiment_books", "scitail"], "Tasks to run.")
 flags.DEFINE_list("ks", ["4", "8", "16"], "Examples per label.")
-flags.DEFINE_integer("splits", 10, "Splits F = 0..splits-1.")
+flags.DEFINE_integer("splits", 10, "Splits F = 0..splits-1.", lower_bound=1)
 flags.DEFINE_string("output_dir", None, "Where per-run dirs and the tables go.")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone (see run_finetune.py --bert_model).")
-flags.DEFINE_integer("steps", 50, "Training steps per run (epochs = ceil(steps / steps_per_epoch)).")
-flags.DEFINE_integer("batch_size", 8, "Training batch size.")
+flags.DEFINE_integer("steps", 50, "Training steps per run (epochs = ceil(steps / steps_per_epoch)).",
+                     lower_bound=1)
+flags.DEFINE_integer("batch_size", 8, "Training batch size.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-4, "Peak AdamW learning rate.")
 flags.DEFINE_enum("pooling", None, ["pooler", "mean"], "Default: the backbone's.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.", lower_bound=8)
 flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Compute precision.")
 flags.DEFINE_integer("seed", 0, "Training seed (the same for every split).")
 flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
@@ -46,7 +47,7 @@ flags.DEFINE_string("label", "fine-tuning", "Name of this method in the table.")
 flags.DEFINE_bool("process_per_cell", True, "Run each (task, K) in a child process (TensorFlow "
                   "keeps ~350 MB for every model a process builds, whatever is freed).")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
-run_utils.require_int_list("ks")
+run_utils.require_int_list("ks", minimum=1)
 FLAGS = flags.FLAGS
 
 
@@ -100,17 +101,16 @@ def plot(summary, label, path):
 
 def main(_):
   with run_utils.user_errors_exit():
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    run_utils.log_to_file(FLAGS.output_dir)
     ks = [int(k) for k in FLAGS.ks]
     for task, k, split in itertools.product(FLAGS.tasks, ks, range(FLAGS.splits)):
       datasets.leopard_files(FLAGS.data_dir, task, k, split)  # all there, before hours of runs
+    run_utils.start_grid(FLAGS.output_dir,
+                         free_flags=["tasks", "ks", "splits", "keep_checkpoints", "label"])
     cells = [(t, k) for t in FLAGS.tasks for k in ks]
     if FLAGS.process_per_cell and len(cells) > 1:
       run_utils.run_cells_in_children(
           "metabert_tf.harness", output_dir=FLAGS.output_dir,
           cells=[(f"{t}, K={k}", [f"--tasks={t}", f"--ks={k}"]) for t, k in cells])
-    run_utils.write_hyparams(FLAGS.output_dir)  # after the children, which write their own
 
     def make_job(task, k, split, run_dir):
       train_path, eval_path = datasets.leopard_files(FLAGS.data_dir, task, k, split)
@@ -121,9 +121,11 @@ def main(_):
           bert_model=FLAGS.bert_model, max_seq_length=FLAGS.max_seq_length,
           precision=FLAGS.precision, pooling=FLAGS.pooling, train=training.FinetuneConfig(
               epochs=epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-              seed=FLAGS.seed, progress=False, save_every_steps=FLAGS.steps * 10))
+              seed=FLAGS.seed, progress=False, save_every_steps=training.SAVE_AT_END_ONLY))
 
     accuracies = run_grid(FLAGS.tasks, ks, FLAGS.splits, FLAGS.output_dir, make_job)
+    if run_utils.is_grid_cell():
+      return  # the parent drops checkpoints and writes the tables
     if not FLAGS.keep_checkpoints:
       for entry in os.listdir(FLAGS.output_dir):
         shutil.rmtree(os.path.join(FLAGS.output_dir, entry, "ckpt"), ignore_errors=True)

@@ -43,11 +43,13 @@ def define_common_flags():
   flags.DEFINE_string("data_dir", None, "Root the data paths are relative to.")
 
 
-def require_int_list(*names):
+def require_int_list(*names, minimum=0):
   """Validates comma-separated integer flags (--ks=4,8,16) at parse time: a one-line error."""
+  def valid(values):
+    return all(str(x).strip().isdigit() and int(x) >= minimum for x in values or [])
   for name in names:
-    flags.register_validator(name, lambda v: all(str(x).strip().isdigit() for x in v or []),
-                             f"--{name} must be comma-separated non-negative integers")
+    flags.register_validator(name, valid,
+                             f"--{name} must be comma-separated integers >= {minimum}")
 
 
 def set_seed(seed):
@@ -134,16 +136,18 @@ def _flag_lines(flag_values):
           if f.value is not None and f.name not in _NOT_RECORDED}
 
 
-def write_hyparams(output_dir, resuming=False, flag_values=None):
+def write_hyparams(output_dir, resuming=False, flag_values=None, free=()):
   """hyparams.txt: the flags of the entry point as `--name=value`, usable as a --flagfile.
 
-  When resuming, the flags that decide what is computed must be those of the run on disk."""
+  When resuming, the flags that decide what is computed must be those of the run on disk;
+  `free` names more flags that may differ (for a grid driver: those that only pick cells)."""
   lines = _flag_lines(flag_values or flags.FLAGS)
   path = os.path.join(output_dir, "hyparams.txt")
   if resuming and os.path.exists(path):
     with open(path, encoding="utf-8") as f:
       old = {line.split("=", 1)[0][2:]: line.strip() for line in f if line.startswith("--")}
-    changed = sorted(name for name in set(old) | set(lines) if name not in _FREE_ON_RESUME
+    changed = sorted(name for name in set(old) | set(lines)
+                     if name not in _FREE_ON_RESUME and name not in free
                      and old.get(name) != lines.get(name))
     if changed:
       raise flags.ValidationError(
@@ -164,6 +168,26 @@ def log_to_file(output_dir, name="log.txt"):
   return handler
 
 
+# Set in the processes run_cells_in_children starts (see is_grid_cell).
+_GRID_CELL_ENV = "METABERT_TF_GRID_CELL"
+
+
+def is_grid_cell():
+  """True in a child of run_cells_in_children: it only fills its run directories; the parent
+  owns hyparams.txt and the tables (a child writing them would leave one cell's table behind)."""
+  return os.environ.get(_GRID_CELL_ENV) == "1"
+
+
+def start_grid(output_dir, free_flags):
+  """Start of a grid driver (harness, experiment): output_dir and its log, and hyparams.txt
+  checked against what is there, so finished runs are only reused under the same settings.
+  `free_flags` only pick which cells run, so they may differ between invocations."""
+  os.makedirs(output_dir, exist_ok=True)
+  log_to_file(output_dir)
+  if not is_grid_cell():
+    write_hyparams(output_dir, resuming=True, free=set(free_flags) | {"process_per_cell"})
+
+
 def run_cells_in_children(module, cells, output_dir):
   """Runs each cell of a grid as `python -m module <this command's flags> <cell flags>
   --noprocess_per_cell` in its own process, one after the other.
@@ -172,10 +196,11 @@ def run_cells_in_children(module, cells, output_dir):
   give it back), so a grid of hundreds of runs in one process ends out of memory. `cells` is a
   list of (name, [flag, ...]); absl lets the later flag win. The caller then only reads results.
   """
+  env = dict(os.environ, **{_GRID_CELL_ENV: "1"})
   for i, (name, cell_flags) in enumerate(cells):
     print(f"[{i + 1}/{len(cells)}] {name}", flush=True)
     child = subprocess.run([sys.executable, "-m", module, *sys.argv[1:], *cell_flags,
-                            "--noprocess_per_cell"], check=False)
+                            "--noprocess_per_cell"], env=env, check=False)
     if child.returncode:  # the child has printed its error; this says how to go on
       raise SystemExit(f"error: {name} failed (exit {child.returncode}); see {output_dir}/log.txt."
                        " Re-running the same command resumes from the finished runs.")

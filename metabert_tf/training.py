@@ -20,6 +20,11 @@ from metabert_tf import records
 from metabert_tf import run_utils
 
 
+# save_every_steps for short runs that only need the final model (the grid drivers' runs):
+# a checkpoint per epoch of a 50-step run would cost more time than it could save.
+SAVE_AT_END_ONLY = 2 ** 62
+
+
 @dataclasses.dataclass
 class FinetuneConfig:
   epochs: int = 10

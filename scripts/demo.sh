@@ -11,9 +11,12 @@ CONFIG=configs/demo_meta_bert.cfg
 OUT=${DEMO_OUT:-output/demo_meta_bert}
 export TF_CPP_MIN_LOG_LEVEL=3  # the demo's console: progress and results, not TF's C++ chatter
 
+if [ ! -d "$MDS/books" ] && [ -d "$MDS/sorted_data_acl/books" ]; then
+  MDS=$MDS/sorted_data_acl  # the layout data_prep.download extracts
+fi
 if [ ! -d "$MDS/books" ]; then
   echo "error: $MDS/books not found. Put the Amazon multi-domain reviews (books, dvd, electronics," >&2
-  echo "       kitchen) under $MDS (python -m data_prep.download amazon_reviews --dest $MDS)" >&2
+  echo "       kitchen) under $MDS ($PY -m data_prep.download amazon_reviews --dest $MDS)" >&2
   echo "       or set DATA_DIR." >&2
   exit 1
 fi

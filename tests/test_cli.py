@@ -69,6 +69,8 @@ def test_run_finetune_bad_input_is_one_line_error(tmp_path, toy_task, tiny_googl
   assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
   assert (tmp_path / "notours/precious.txt").exists()
+  if expected == "missing.json":  # data paths are checked before output_dir is made
+    assert not (tmp_path / "o").exists()
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, tiny_google_dir, toy_task):

@@ -38,6 +38,17 @@ def test_experiment_runs_every_method_and_setting_and_resumes(tmp_path, tiny_goo
   meta = json.load(open(run / "fomaml/meta/results.json"))
   assert meta["test_domains"] == ["c"] and "c" not in meta["train_domains"]
   assert not (run / "bert/n4/ckpt").exists()  # fine-tuning checkpoints are dropped
-  # A second run reuses every finished run and reports the same table.
-  again = subprocess.run(args, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
-  assert again.returncode == 0 and json.load(open(out / "summary.json")) == summary
+  # A second run (in one process) reuses every finished run and reports the same table.
+  finished = list(out.glob("*_seed0/**/results.json"))
+  assert len(finished) == 2 * (2 + 3 * 3)  # per cell: 2 meta-trainings, 3 methods x 3 settings
+  for path in finished:
+    os.utime(path, (0, 0))
+  again = subprocess.run(args + ["--noprocess_per_cell"], cwd=REPO_DIR, env=env,
+                         capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert json.load(open(out / "summary.json")) == summary
+  assert all(path.stat().st_mtime == 0 for path in finished)
+  # Other settings in the same output_dir are refused rather than mixed with the runs there.
+  other = subprocess.run(args + ["--steps=3"], cwd=REPO_DIR, env=env, capture_output=True,
+                         text=True, timeout=600)
+  assert other.returncode == 1 and "holds a run with other settings (steps" in other.stderr

@@ -13,6 +13,7 @@ from metabert_tf import finetune_job
 from metabert_tf import predict
 from metabert_tf import training
 from metabert_tf.meta import fomaml
+from metabert_tf.meta import job as meta_job
 from metabert_tf.meta import reptile
 from tests import meta_fixtures
 from tests import tiny_models
@@ -37,17 +38,26 @@ def test_killed_meta_training_resumes_to_the_same_weights(tmp_path, tiny_google_
   assert tf.train.latest_checkpoint(killed.ckpt_dir).endswith("meta.epoch-2.step-3")
   # A new process: fresh model from the backbone, then resume from the checkpoint.
   resumed = meta_fixtures.make_trainer(tiny_google_dir, tmp_path / "killed", algorithm, **settings)
-  resumed.train(save_every_steps=1)
+  history = resumed.train(save_every_steps=1)
   assert int(resumed.step.numpy()) == 4
+  assert [h["step"] for h in history] == [0, 2, 4]  # one meta-test per epoch end, none lost
+  # Epoch ends are kept; mid-epoch saves (steps 1 and 3) only until the next save.
+  assert sorted(f for f in os.listdir(resumed.ckpt_dir) if f.endswith(".index")) == [
+      "meta.epoch-1.step-2.index", "meta.epoch-2.step-4.index"]
+  state = tf.train.get_checkpoint_state(resumed.ckpt_dir)
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
+      "meta.epoch-1.step-2", "meta.epoch-2.step-4"]
   for a, b in zip(meta_fixtures.meta_values(full), meta_fixtures.meta_values(resumed)):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_test_domains_never_meta_trained(tmp_path, tiny_google_dir):
-  with pytest.raises(DataError, match="both meta-training and test"):
-    trainer = meta_fixtures.make_trainer(tiny_google_dir, tmp_path, fomaml)
-    type(trainer)(trainer.strategy, fomaml, None, None, None, None, None, ["a", "c"], ["c"],
-                  trainer.config, str(tmp_path), None)
+def test_test_domains_are_never_meta_trained():
+  examples = tiny_models.toy_domain_examples(domains=("a", "b", "c"), per_domain=4)
+  assert meta_job.choose_domains(examples, ["c"], 100, "data.json") == (["a", "b", "c"], ["a", "b"])
+  with pytest.raises(DataError, match="not in data.json"):
+    meta_job.choose_domains(examples, ["z"], 100, "data.json")
+  with pytest.raises(DataError, match="no domain is left"):
+    meta_job.choose_domains(examples, ["a", "b", "c"], 100, "data.json")
 
 
 def _run(*args):
@@ -109,3 +119,7 @@ def test_meta_train_cli_errors(tmp_path, tiny_google_dir):
               f"--bert_model={tiny_google_dir}", f"--output_dir={tmp_path / 'o2'}",
               "--max_seq_length=16")
   assert proc.returncode == 1 and "fewer than num_support" in proc.stderr
+  proc = _run("run_meta_train.py", f"--data={data}", f"--bert_model={tiny_google_dir}",
+              f"--output_dir={tmp_path / 'o3'}", *META_FLAGS, "--outer_batch_size=5")
+  assert proc.returncode == 1 and "--outer_batch_size (5) must be at most" in proc.stderr
+  assert not (tmp_path / "o3").exists()

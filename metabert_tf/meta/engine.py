@@ -59,6 +59,11 @@ class MetaConfig:
   progress: bool = True
 
 
+def _step_of(checkpoint_name):
+  """meta.epoch-E.step-S -> S."""
+  return int(checkpoint_name.rsplit(".step-", 1)[1])
+
+
 class MetaTrainer:
 
   def __init__(self, strategy, algorithm, backbone, label_list, pooling, features, domain_list,
@@ -75,6 +80,8 @@ class MetaTrainer:
     self.train_sampler = episodes_lib.EpisodeSampler(
         features["domain_ids"], features["label_ids"], domain_list, train_domains,
         config.episodes, config.seed)
+    # Test tasks get a stream of their own: a far-off seed, so seed s's test tasks never
+    # repeat seed s+1's training draws.
     self.test_sampler = None if not test_domains else episodes_lib.EpisodeSampler(
         features["domain_ids"], features["label_ids"], domain_list, test_domains,
         config.episodes, config.seed + 1_000_003)
@@ -116,6 +123,7 @@ class MetaTrainer:
     """Indices (into the fixed set of num_train_task episodes) of meta-step `step`'s tasks."""
     n, b = self.config.num_train_task, self.config.outer_batch_size
     epoch, within = divmod(step, self.steps_per_epoch)
+    # [seed, 7, epoch]: a stream apart from the episodes' own ([seed, task index]).
     order = np.random.default_rng([self.config.seed, 7, epoch]).permutation(n)
     return [int(order[(within * b + j) % n]) for j in range(b)]  # wraps a last partial batch
 
@@ -187,7 +195,10 @@ class MetaTrainer:
       path = self.checkpoint.write(where)
     if not self._is_chief():
       return prefix
-    checkpoints.record_checkpoint(self.ckpt_dir, path)
+    # Every epoch end is kept (the models Meta-BERT's README names); of the mid-epoch saves
+    # (--save_every_steps) only the newest, which is there to resume from.
+    checkpoints.record_checkpoint(
+        self.ckpt_dir, path, keep=lambda name: _step_of(name) % self.steps_per_epoch == 0)
     return path
 
   def restore(self):
@@ -226,9 +237,11 @@ class MetaTrainer:
           if epoch_end:
             history.append({"step": step + 1, "epoch": epoch,
                             "meta_test_accuracy": self._log_meta_test(writer, step + 1)})
+            # History first: killed before the checkpoint, a resume drops this entry and redoes
+            # the step; the other order would lose the entry for good.
+            if self._is_chief():
+              io_utils.atomic_write_json(history_file, history)
           self.save(epoch, step + 1)
-          if self._is_chief():
-            io_utils.atomic_write_json(history_file, history)
     return history
 
   def _log_meta_test(self, writer, step):

@@ -13,6 +13,7 @@ Results are mean +- std over held-out domains x seeds, and each meta-learned met
 gain over plain BERT (same domain, seed and examples). Finished runs are reused (resumable).
 Writes output_dir/{summary.json, results.md}.
 """
+import collections
 import json
 import math
 import os
@@ -22,10 +23,12 @@ from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
 
 from data_prep import kshot
 from data_prep import readers
+from data_prep.examples import DataError
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
@@ -40,32 +43,35 @@ flags.DEFINE_string("output_dir", None, "Where runs and tables go.")
 flags.DEFINE_list("held_out", None, "Domains to hold out in turn (default: every domain).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (also the k-shot split index).")
 flags.DEFINE_list("methods", ["bert", "fomaml", "reptile"], "bert = no meta-training.")
-flags.DEFINE_integer("test_size", 1000, "Test examples taken from the held-out domain.")
-flags.DEFINE_integer("shots", 80, "The 'N examples' setting (0: skip).")
+flags.DEFINE_integer("test_size", 1000, "Test examples taken from the held-out domain.",
+                     lower_bound=1)
+flags.DEFINE_integer("shots", 80, "The 'N examples' setting (0: skip).", lower_bound=0)
 flags.DEFINE_list("ks", ["4", "8", "16"], "K-per-label settings.")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.", lower_bound=8)
 flags.DEFINE_enum("precision", "bf16", ["fp32", "bf16"], "Compute precision.")
 flags.DEFINE_bool("process_per_cell", True, "Run each held-out domain x seed in a child process "
                   "(TensorFlow does not give back the memory of the models a run builds: "
                   "~350 MB each, which ends a 180-run experiment in one process).")
 # Meta-training (CPU-sized defaults; Meta-BERT's are 50 tasks, 10 passes, 3 epochs).
-flags.DEFINE_integer("num_train_task", 40, "Meta-training tasks.")
-flags.DEFINE_integer("outer_batch_size", 2, "Tasks per meta-step.")
-flags.DEFINE_integer("inner_batch_size", 16, "Inner batch size.")
-flags.DEFINE_integer("inner_update_step", 1, "Inner passes over the 80 support examples.")
+flags.DEFINE_integer("num_train_task", 40, "Meta-training tasks.", lower_bound=1)
+flags.DEFINE_integer("outer_batch_size", 2, "Tasks per meta-step.", lower_bound=1)
+flags.DEFINE_integer("inner_batch_size", 16, "Inner batch size.", lower_bound=1)
+flags.DEFINE_integer("inner_update_step", 1, "Inner passes over the 80 support examples.",
+                     lower_bound=1)
 flags.DEFINE_float("inner_update_lr", 5e-5, "Inner (Adam) learning rate.")
 flags.DEFINE_float("outer_update_lr", 5e-5, "FOMAML outer Adam learning rate.")
 flags.DEFINE_float("reptile_epsilon", 0.5, "Reptile (classic) outer step size.")
-flags.DEFINE_integer("meta_epochs", 1, "Passes over the meta-training tasks.")
-flags.DEFINE_integer("num_support", 80, "Support examples per task.")
-flags.DEFINE_integer("num_query", 20, "Query examples per task.")
+flags.DEFINE_integer("meta_epochs", 1, "Passes over the meta-training tasks.", lower_bound=1)
+flags.DEFINE_integer("num_support", 80, "Support examples per task.", lower_bound=1)
+flags.DEFINE_integer("num_query", 20, "Query examples per task.", lower_bound=1)
 # Fine-tuning on the held-out domain (the plain fine-tuning recipe of docs/results.md).
-flags.DEFINE_integer("steps", 50, "Fine-tuning steps per run.")
-flags.DEFINE_integer("batch_size", 8, "Fine-tuning batch size.")
+flags.DEFINE_integer("steps", 50, "Fine-tuning steps per run.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 8, "Fine-tuning batch size.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate.")
 flags.mark_flags_as_required(["data", "output_dir"])
-run_utils.require_int_list("ks", "seeds")
+run_utils.require_int_list("ks", minimum=1)
+run_utils.require_int_list("seeds")
 flags.register_validator("methods", lambda v: set(v) <= {"bert", *meta_job.ALGORITHMS},
                          f"--methods must be among bert, {', '.join(sorted(meta_job.ALGORITHMS))}")
 FLAGS = flags.FLAGS
@@ -80,6 +86,7 @@ def _write_json_examples(path, examples):
 def prepare_domain(examples, domain, seed, run_dir):
   """Writes the held-out domain's test set and training sets; returns {setting: path}."""
   own = [e for e in examples if e.domain == domain]
+  # [seed, 11]: the test/pool split's own stream, apart from meta-training's ([seed, ...]).
   order = np.random.default_rng([seed, 11]).permutation(len(own))
   test = [own[i] for i in order[:FLAGS.test_size]]
   pool = [own[i] for i in order[FLAGS.test_size:]]
@@ -89,7 +96,8 @@ def prepare_domain(examples, domain, seed, run_dir):
                                                     pool[:FLAGS.shots])
   ks = [int(k) for k in FLAGS.ks]
   if ks:
-    splits = kshot.build_kshot_splits(pool, ks, num_splits=seed + 1, seed=0)
+    splits = kshot.build_kshot_splits(pool, ks, num_splits=seed + 1, seed=0,
+                                      path=f"{FLAGS.data} ({domain} after --test_size)")
     for k in ks:
       paths[f"k{k}"] = _write_json_examples(os.path.join(run_dir, f"k{k}.json"),
                                             [pool[i] for i in splits[(seed, k)]])
@@ -111,8 +119,8 @@ def meta_train(method, domain, seed, run_dir):
         output_dir=out, data=FLAGS.data, algorithm=method, test_domains=[domain],
         bert_model=FLAGS.bert_model, max_seq_length=FLAGS.max_seq_length,
         precision=FLAGS.precision, meta=config))
-  with open(done) as f:
-    return json.load(f)["checkpoint"]
+  # Looked up, not read from results.json: the output dir may have moved since.
+  return tf.train.latest_checkpoint(os.path.join(out, "ckpt"))
 
 
 def adapt(model, setting, paths, seed, out):
@@ -127,7 +135,7 @@ def adapt(model, setting, paths, seed, out):
         max_seq_length=FLAGS.max_seq_length, precision=FLAGS.precision,
         train=training.FinetuneConfig(epochs=epochs, batch_size=FLAGS.batch_size,
                                       learning_rate=FLAGS.learning_rate, seed=seed,
-                                      progress=False, save_every_steps=10 ** 9)))
+                                      progress=False, save_every_steps=training.SAVE_AT_END_ONLY)))
     shutil.rmtree(os.path.join(out, "ckpt"), ignore_errors=True)  # large, and not needed again
   with open(done) as f:
     return json.load(f)["accuracy"]
@@ -158,12 +166,25 @@ def markdown_table(summary, settings):
   return head + "\n".join(rows) + "\n"
 
 
+def check_held_out(examples, domains):
+  """Every held-out domain is in --data and big enough, checked before hours of runs."""
+  sizes = collections.Counter(e.domain for e in examples)
+  for domain in domains:
+    if domain not in sizes:
+      raise DataError("--held_out", f"no domain {domain!r} in {FLAGS.data} (have {sorted(sizes)})")
+    if sizes[domain] < FLAGS.test_size + max(FLAGS.shots, 1):
+      raise DataError("--test_size", f"domain {domain!r} has {sizes[domain]} examples: too few "
+                      f"for --test_size={FLAGS.test_size} plus --shots={FLAGS.shots}")
+  if len(sizes) < 2:
+    raise DataError(FLAGS.data, f"needs 2 or more domains (has {sorted(sizes)})")
+
+
 def main(_):
   with run_utils.user_errors_exit():
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
-    run_utils.log_to_file(FLAGS.output_dir)
     examples = readers.read_examples(FLAGS.data)
     domains = FLAGS.held_out or sorted({e.domain for e in examples})
+    check_held_out(examples, domains)
+    run_utils.start_grid(FLAGS.output_dir, free_flags=["held_out", "seeds", "methods"])
     settings = ["zero"] + ([f"n{FLAGS.shots}"] if FLAGS.shots else []) + [f"k{k}" for k in FLAGS.ks]
     accuracies = {m: {s: [] for s in settings} for m in FLAGS.methods}
     # Seed-major, so that a run stopped part-way has results on every domain.
@@ -172,7 +193,6 @@ def main(_):
       run_utils.run_cells_in_children(
           "metabert_tf.meta.experiment", output_dir=FLAGS.output_dir,
           cells=[(f"held-out {d}, seed {s}", [f"--held_out={d}", f"--seeds={s}"]) for d, s in grid])
-    run_utils.write_hyparams(FLAGS.output_dir)  # after the children, which write their own
     meta_methods = [m for m in FLAGS.methods if m != "bert"]
     bar = tqdm(total=len(grid) * (len(meta_methods) + len(FLAGS.methods) * len(settings)),
                desc="runs (meta-training and adaptation)", unit="run")
@@ -192,6 +212,8 @@ def main(_):
               adapt(model, setting, paths, seed, os.path.join(run_dir, method, setting)))
           bar.update()
     bar.close()
+    if run_utils.is_grid_cell():
+      return  # the parent writes the tables
     summary = evaluation.mean_std_summary({**accuracies, **paired_gains(accuracies)})
     io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "summary.json"), summary)
     table = markdown_table(summary, settings)

@@ -88,7 +88,7 @@ def run_meta_job(job: MetaJob, strategy=None):
   results = {"algorithm": job.algorithm, "label_list": label_list, "pooling": pooling,
              "train_domains": train_domains, "test_domains": list(job.test_domains),
              "meta_test_history": history,
-             "checkpoint": tf.train.latest_checkpoint(trainer.ckpt_dir)}
+             "checkpoint": os.path.abspath(tf.train.latest_checkpoint(trainer.ckpt_dir))}
   if run_utils.is_chief(strategy):
     io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
   return results
