@@ -136,7 +136,19 @@ def _flag_lines(flag_values):
           if f.value is not None and f.name not in _NOT_RECORDED}
 
 
-def write_hyparams(output_dir, resuming=False, flag_values=None, free=()):
+def _same_setting(old_line, new_line):
+  """Equal `--name=value` lines, or the same existing path spelt two ways (relative/absolute)."""
+  if old_line == new_line:
+    return True
+  if old_line is None or new_line is None:
+    return False
+  old_value, new_value = old_line.split("=", 1)[1], new_line.split("=", 1)[1]
+  return (os.path.exists(old_value) and os.path.exists(new_value)
+          and os.path.realpath(old_value) == os.path.realpath(new_value))
+
+
+def write_hyparams(output_dir, resuming=False, flag_values=None, free=(),
+                   start_over="pass --overwrite_output_dir to start over"):
   """hyparams.txt: the flags of the entry point as `--name=value`, usable as a --flagfile.
 
   When resuming, the flags that decide what is computed must be those of the run on disk;
@@ -148,12 +160,12 @@ def write_hyparams(output_dir, resuming=False, flag_values=None, free=()):
       old = {line.split("=", 1)[0][2:]: line.strip() for line in f if line.startswith("--")}
     changed = sorted(name for name in set(old) | set(lines)
                      if name not in _FREE_ON_RESUME and name not in free
-                     and old.get(name) != lines.get(name))
+                     and not _same_setting(old.get(name), lines.get(name)))
     if changed:
       raise flags.ValidationError(
           f"{output_dir} holds a run with other settings ({', '.join(changed)}: "
           f"{[old.get(n) for n in changed]} before): re-run with the same flags to resume it, "
-          "or pass --overwrite_output_dir to start over")
+          f"or {start_over}")
   io_utils.atomic_write_text(path, "\n".join(lines.values()) + "\n")
 
 
@@ -185,7 +197,8 @@ def start_grid(output_dir, free_flags):
   os.makedirs(output_dir, exist_ok=True)
   log_to_file(output_dir)
   if not is_grid_cell():
-    write_hyparams(output_dir, resuming=True, free=set(free_flags) | {"process_per_cell"})
+    write_hyparams(output_dir, resuming=True, free=set(free_flags) | {"process_per_cell"},
+                   start_over="give another --output_dir (or delete this one) to start over")
 
 
 def run_cells_in_children(module, cells, output_dir):

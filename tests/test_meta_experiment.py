@@ -43,7 +43,10 @@ def test_experiment_runs_every_method_and_setting_and_resumes(tmp_path, tiny_goo
   assert len(finished) == 2 * (2 + 3 * 3)  # per cell: 2 meta-trainings, 3 methods x 3 settings
   for path in finished:
     os.utime(path, (0, 0))
-  again = subprocess.run(args + ["--noprocess_per_cell"], cwd=REPO_DIR, env=env,
+  # ... with --data spelt as a relative path this time: the same data, so the same settings.
+  relative = [f"--data={os.path.relpath(data, REPO_DIR)}" if a.startswith("--data=") else a
+              for a in args]
+  again = subprocess.run(relative + ["--noprocess_per_cell"], cwd=REPO_DIR, env=env,
                          capture_output=True, text=True, timeout=600)
   assert again.returncode == 0, again.stderr[-3000:]
   assert json.load(open(out / "summary.json")) == summary
@@ -52,3 +55,4 @@ def test_experiment_runs_every_method_and_setting_and_resumes(tmp_path, tiny_goo
   other = subprocess.run(args + ["--steps=3"], cwd=REPO_DIR, env=env, capture_output=True,
                          text=True, timeout=600)
   assert other.returncode == 1 and "holds a run with other settings (steps" in other.stderr
+  assert "give another --output_dir" in other.stderr
