@@ -14,7 +14,6 @@ TensorBoard's profile tab.
 import collections
 import glob
 import os
-import re
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -110,7 +110,7 @@ def start_run(output_dir, overwrite, strategy):
 _NOT_RECORDED = {"overwrite_output_dir"}
 # ... and free to differ when a run is resumed: they do not change what is computed.
 _FREE_ON_RESUME = {"progress", "eval_batch_size", "save_every_steps", "export", "export_dir",
-                   "distribution_strategy", "tpu"}
+                   "distribution_strategy", "tpu", "process_per_cell"}
 
 
 def prepare_output_dir(output_dir, overwrite):
@@ -197,7 +197,7 @@ def start_grid(output_dir, free_flags):
   os.makedirs(output_dir, exist_ok=True)
   log_to_file(output_dir)
   if not is_grid_cell():
-    write_hyparams(output_dir, resuming=True, free=set(free_flags) | {"process_per_cell"},
+    write_hyparams(output_dir, resuming=True, free=free_flags,
                    start_over="give another --output_dir (or delete this one) to start over")
 
 
