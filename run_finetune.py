@@ -18,12 +18,14 @@ from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from data_prep.examples import DataError  # noqa: E402
+from metabert_tf import backbones  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import finetune_job  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
 from metabert_tf import training  # noqa: E402
 
 run_utils.define_common_flags()
+flags.adopt_module_key_flags(run_utils)  # --help lists the shared flags too
 flags.DEFINE_string("train_file", None, "Training data: any reader format or a tf_record.")
 flags.DEFINE_string("eval_file", None, "Evaluation data: any reader format or a tf_record.")
 flags.DEFINE_string("task", None, "LEOPARD-layout task name under --data_dir (with --k, --split).")
@@ -39,6 +41,9 @@ flags.DEFINE_bool("zero_shot", False, "Evaluate without training (a checkpoint's
 flags.DEFINE_string("export_dir", None, "SavedModel destination (default output_dir/export).")
 flags.DEFINE_bool("export", True, "Export a SavedModel taking raw strings after training.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_bool("allow_unseen_eval_labels", False, "Evaluate even when the eval data has labels "
+                  "the training data (the classifier head) lacks: their examples count as "
+                  "errors. Default: stop with an error naming them.")
 flags.mark_flags_as_required(["output_dir"])
 FLAGS = flags.FLAGS
 
@@ -80,6 +85,11 @@ def data_paths():
 def run():
   validate_flags()
   train_path, eval_path = data_paths()
+  # The model and every output path are checked before output_dir is made.
+  backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case).check_max_seq_length(
+      FLAGS.max_seq_length)
+  if FLAGS.export and FLAGS.export_dir:
+    run_utils.check_writable(FLAGS.export_dir, "export_dir")
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   job = finetune_job.FinetuneJob(
@@ -90,11 +100,12 @@ def run():
           epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
           save_every_steps=FLAGS.save_every_steps, seed=FLAGS.seed, progress=FLAGS.progress),
       eval_batch_size=FLAGS.eval_batch_size, precision=FLAGS.precision, pooling=FLAGS.pooling,
+      allow_unseen_eval_labels=FLAGS.allow_unseen_eval_labels,
       export_dir=(FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export"))
       if FLAGS.export else None)
   results = finetune_job.run_job(job, strategy)
-  print(json.dumps({k: results[k] for k in ("accuracy", "macro_f1", "num_examples", "export_dir")
-                    if k in results}))
+  run_utils.print_result(json.dumps({k: results[k] for k in (
+      "accuracy", "macro_f1", "num_examples", "export_dir") if k in results}))
 
 
 def main(_):

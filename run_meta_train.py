@@ -18,6 +18,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from data_prep.examples import DataError  # noqa: E402
+from metabert_tf import backbones  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
 from metabert_tf.meta import engine  # noqa: E402
@@ -26,6 +27,7 @@ from metabert_tf.meta import job as meta_job  # noqa: E402
 from metabert_tf.meta import reptile  # noqa: E402
 
 run_utils.define_common_flags()
+flags.adopt_module_key_flags(run_utils)  # --help lists the shared flags too
 flags.DEFINE_enum("algorithm", "fomaml", sorted(meta_job.ALGORITHMS), "Meta-learning algorithm.")
 flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
                   "classic: theta += eps * mean(phi - theta); adam: theta - phi fed to Adam.")
@@ -91,10 +93,12 @@ def run():
       meta=config_from_flags())
   if not os.path.exists(job.data):
     raise DataError(job.data, "file or directory not found")
+  backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case).check_max_seq_length(
+      FLAGS.max_seq_length)  # before output_dir is made
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   results = meta_job.run_meta_job(job, strategy)
-  print(json.dumps({k: results[k] for k in ("checkpoint", "meta_test_history")}))
+  run_utils.print_result(json.dumps({k: results[k] for k in ("checkpoint", "meta_test_history")}))
 
 
 def main(_):

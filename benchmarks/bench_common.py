@@ -8,12 +8,14 @@ import numpy as np
 import tensorflow as tf
 
 from metabert_tf import io_utils
+from metabert_tf import tokenization
 
 
 def define_flags(data_help):
   flags.DEFINE_string("data", None, data_help)
   flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
-  flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
+  flags.DEFINE_integer("max_seq_length", 128, "Sequence length.",
+                       lower_bound=tokenization.MIN_SEQ_LENGTH)
   flags.DEFINE_list("precisions", ["fp32", "bf16"], "Precisions to measure.")
   flags.register_validator("precisions", lambda v: bool(v) and set(v) <= {"fp32", "bf16"},
                            "--precisions must be among fp32, bf16")

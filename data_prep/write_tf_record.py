@@ -16,12 +16,14 @@ from metabert_tf import backbones
 from metabert_tf import datasets
 from metabert_tf import records
 from metabert_tf import run_utils
+from metabert_tf import tokenization
 
 flags.DEFINE_string("input", None, "Labeled data in any reader format.")
 flags.DEFINE_string("output", None, "The tf_record to write.")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone whose vocabulary/casing to use.")
 flags.DEFINE_bool("do_lower_case", None, "Override the backbone's casing.")
-flags.DEFINE_integer("max_seq_length", 128, "Tokens per record, padded.")
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per record, padded.",
+                     lower_bound=tokenization.MIN_SEQ_LENGTH)
 flags.DEFINE_list("label_list", None, "Label order (ids); default: sorted labels of the input.")
 flags.DEFINE_bool("with_domains", False, "Also write domain_ids (sorted domain names).")
 flags.mark_flags_as_required(["input", "output"])

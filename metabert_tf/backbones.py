@@ -47,12 +47,16 @@ class BackboneSource:
   pooling: str = "pooler"  # the sentence representation the model was trained with
 
   def input_encoder(self, max_seq_length):
-    if max_seq_length < 3:
-      raise ConfigError(f"max_seq_length must be at least 3 ([CLS] x [SEP]), got {max_seq_length}")
+    self.check_max_seq_length(max_seq_length)
+    return tokenization.BertInputEncoder(self.vocab, self.lower_case, max_seq_length)
+
+  def check_max_seq_length(self, max_seq_length):
+    if max_seq_length < tokenization.MIN_SEQ_LENGTH:
+      raise ConfigError(f"--max_seq_length must be at least {tokenization.MIN_SEQ_LENGTH} "
+                        f"([CLS] a [SEP] b [SEP] with a few tokens each), got {max_seq_length}")
     if max_seq_length > self.config.max_position_embeddings:
       raise ConfigError(f"max_seq_length {max_seq_length} exceeds the model's "
                         f"max_position_embeddings {self.config.max_position_embeddings}")
-    return tokenization.BertInputEncoder(self.vocab, self.lower_case, max_seq_length)
 
   @property
   def checkpoint_prefix(self):
@@ -151,17 +155,20 @@ def _assign(variable, value, source_name, source, transposed=False):
 
 
 def load_google_checkpoint(encoder, ckpt_prefix, num_layers):
-  reader = tf.train.load_checkpoint(ckpt_prefix)
-  available = reader.get_variable_to_shape_map()
-  for variable, tf1_name, _, _ in _weight_table(encoder, num_layers):
-    if tf1_name not in available:
-      raise ConfigError(f"{ckpt_prefix}: checkpoint has no variable {tf1_name}")
-    _assign(variable, reader.get_tensor(tf1_name), tf1_name, ckpt_prefix)
+  with checkpoints.reading_weights(ckpt_prefix):
+    reader = tf.train.load_checkpoint(ckpt_prefix)
+    available = reader.get_variable_to_shape_map()
+    for variable, tf1_name, _, _ in _weight_table(encoder, num_layers):
+      if tf1_name not in available:
+        raise ConfigError(f"{ckpt_prefix}: checkpoint has no variable {tf1_name}")
+      _assign(variable, reader.get_tensor(tf1_name), tf1_name, ckpt_prefix)
 
 
 def load_huggingface_safetensors(encoder, path, num_layers):
+  import safetensors
   from safetensors.numpy import load_file
-  tensors = load_file(path)
+  with checkpoints.reading_weights(path, safetensors.SafetensorError):
+    tensors = load_file(path)
   prefix = "bert." if any(k.startswith("bert.") for k in tensors) else ""
   # Old HF checkpoints name LayerNorm parameters gamma/beta.
   tensors = {re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight",
@@ -253,9 +260,10 @@ def load_backbone(spec=model_cache.DEFAULT_MODEL, do_lower_case=None, dropout=Tr
   elif source.kind == "google":
     load_google_checkpoint(encoder, source.weights, config.num_hidden_layers)
   else:
-    status = tf.train.Checkpoint(encoder=encoder).read(source.weights)
-    status.expect_partial()
-    status.assert_existing_objects_matched()
+    with checkpoints.reading_weights(source.weights):
+      status = tf.train.Checkpoint(encoder=encoder).read(source.weights)
+      status.expect_partial()
+      status.assert_existing_objects_matched()
   logging.info("Loaded %s (%s): %d layers, hidden %d, vocab %d, lower_case=%s, labels %s",
                source.name, source.kind, config.num_hidden_layers, config.hidden_size,
                config.vocab_size, source.lower_case, source.label_list)

@@ -5,6 +5,7 @@ checkpoint stores one string variable `metadata`: JSON with the BERT config, the
 the casing, the label list and max_seq_length. So `--bert_model <prefix>` works alone.
 Never pickles; meta-learning "learner" copies are never put in a checkpoint.
 """
+import contextlib
 import json
 import os
 
@@ -70,8 +71,23 @@ def record_checkpoint(directory, prefix, keep=lambda name: True):
       tf.io.gfile.remove(path)
 
 
+@contextlib.contextmanager
+def reading_weights(path, *more_errors):
+  """A truncated or corrupt weights file ends in one line naming it, not a library traceback
+  (TF's reader raises IndexError, DataLossError, ...; `more_errors`: other readers' errors)."""
+  try:
+    yield
+  except (IndexError, ValueError, OSError, tf.errors.OpError, *more_errors) as e:
+    if isinstance(e, ConfigError):
+      raise
+    detail = (getattr(e, "message", None) or str(e)).strip().splitlines()
+    raise ConfigError(f"{path}: cannot read the weights, the file is truncated or corrupt "
+                      f"({type(e).__name__}: {detail[0] if detail else ''})") from None
+
+
 def read_metadata(prefix):
-  raw = tf.train.load_checkpoint(prefix).get_tensor(_METADATA_KEY)
+  with reading_weights(prefix):
+    raw = tf.train.load_checkpoint(prefix).get_tensor(_METADATA_KEY)
   meta = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
   if meta.get("format") != FORMAT:
     raise ConfigError(f"{prefix}: unsupported checkpoint format {meta.get('format')!r}")

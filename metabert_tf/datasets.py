@@ -78,7 +78,22 @@ def record_label_list(path):
   return meta.get("label_list") if meta else None
 
 
-def load_features(path, input_encoder, label_list):
+def unseen_labels(examples, label_list, source, allow):
+  """Labels of evaluation `examples` outside `label_list` (the head's classes): an error naming
+  them and the file, or with `allow` a warning (those examples then count as errors)."""
+  unseen = sorted({e.label for e in examples} - set(label_list))
+  if unseen and not allow:
+    raise DataError(source, f"labels {unseen} are not among the classes the model is trained on "
+                    f"{list(label_list)} (pass --allow_unseen_eval_labels to evaluate anyway: "
+                    "their examples count as errors)")
+  if unseen:
+    logging.warning("%s: labels %s are not among the model's classes %s: their %d examples "
+                    "count as errors", source, unseen, list(label_list),
+                    sum(e.label in unseen for e in examples))
+  return unseen
+
+
+def load_features(path, input_encoder, label_list, allow_unseen_labels=False):
   """Encoded features of one file; tf_records are validated against max_seq_length/labels."""
   if is_tf_record(path):
     features, meta = records.load(path, input_encoder.max_seq_length, len(label_list))
@@ -93,4 +108,5 @@ def load_features(path, input_encoder, label_list):
         input_encoder.vocab)):
       raise DataError(path, "records were encoded with a different vocabulary than the model's")
     return features
-  return records.encode(read(path), input_encoder, label_list, source=path)
+  return records.encode(read(path), input_encoder, label_list, source=path,
+                        allow_unseen_labels=allow_unseen_labels)

@@ -34,7 +34,10 @@ def classification_metrics(labels, predictions, num_labels=None):
   labels = np.asarray(labels)
   predictions = np.asarray(predictions)
   f1s = []
-  for c in sorted(set(labels.tolist()) | set(predictions.tolist())):  # as sklearn: seen labels
+  # As sklearn: the labels seen in truth or predictions; not those the head lacks
+  # (UNSEEN_LABEL_ID: never predicted; their examples count as errors in accuracy, and as false
+  # positives of the class predicted for them).
+  for c in sorted((set(labels.tolist()) | set(predictions.tolist())) - {records.UNSEEN_LABEL_ID}):
     tp = np.sum((predictions == c) & (labels == c))
     fp = np.sum((predictions == c) & (labels != c))
     fn = np.sum((predictions != c) & (labels == c))

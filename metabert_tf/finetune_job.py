@@ -39,6 +39,7 @@ class FinetuneJob:
   precision: str = "fp32"
   dropout: bool = True                # False makes training deterministic (tests)
   pooling: Optional[str] = None       # "pooler" or "mean"; None: what the backbone was trained with
+  allow_unseen_eval_labels: bool = False  # eval labels the head lacks: counted wrong, not an error
 
 
 def run_job(job: FinetuneJob, strategy=None):
@@ -53,12 +54,20 @@ def run_job(job: FinetuneJob, strategy=None):
     backbone = backbones.load_backbone(job.bert_model, job.do_lower_case, job.dropout)
   input_encoder = backbone.input_encoder(job.max_seq_length)
   paths = [p for p in (job.train_path, job.eval_path) if p]
-  example_sets = [datasets.read(p) for p in paths if not datasets.is_tf_record(p)]
+  examples = {p: datasets.read(p) for p in paths if not datasets.is_tf_record(p)}
   record_lists = [datasets.record_label_list(p) for p in paths]
   zero_shot = job.train_path is None
+  # The head's classes come from the training data; zero-shot, from the model (else the eval
+  # data). A label only the eval data has is an error: the head could never predict it.
+  label_source = job.eval_path if zero_shot else job.train_path
+  keep_model_head = zero_shot and job.allow_unseen_eval_labels and backbone.label_list
   label_list = datasets.choose_label_list(
-      example_sets, job.label_list or next((x for x in record_lists if x), None),
-      backbone.label_list, source=paths[-1], must_fit_model=zero_shot)
+      [] if keep_model_head else [examples[label_source]] if label_source in examples else [],
+      job.label_list or next((x for x in record_lists if x), None),
+      backbone.label_list, source=label_source, must_fit_model=zero_shot)
+  if job.eval_path in examples:
+    datasets.unseen_labels(examples[job.eval_path], label_list, job.eval_path,
+                           job.allow_unseen_eval_labels)
   pooling = job.pooling or backbone.pooling
   logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
   with strategy.scope():
@@ -84,7 +93,8 @@ def run_job(job: FinetuneJob, strategy=None):
     results.update(training.finetune(strategy, model, train_features, job.output_dir, job.train,
                                      metadata))
   if job.eval_path:
-    eval_features = datasets.load_features(job.eval_path, input_encoder, label_list)
+    eval_features = datasets.load_features(job.eval_path, input_encoder, label_list,
+                                           job.allow_unseen_eval_labels)
     start = time.time()
     metrics = evaluation.evaluate(model, eval_features, len(label_list), job.eval_batch_size,
                                   job.train.progress)

@@ -26,6 +26,7 @@ from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
 from metabert_tf import run_utils
+from metabert_tf import tokenization
 from metabert_tf import training
 
 flags.DEFINE_string("data_dir", None, "LEOPARD-layout directory (<task>/<task>_train_F_K.json).")
@@ -39,7 +40,8 @@ flags.DEFINE_integer("steps", 50, "Training steps per run (epochs = ceil(steps /
 flags.DEFINE_integer("batch_size", 8, "Training batch size.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-4, "Peak AdamW learning rate.")
 flags.DEFINE_enum("pooling", None, ["pooler", "mean"], "Default: the backbone's.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length.", lower_bound=8)
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.",
+                     lower_bound=tokenization.MIN_SEQ_LENGTH)
 flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Compute precision.")
 flags.DEFINE_integer("seed", 0, "Training seed (the same for every split).")
 flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
@@ -135,7 +137,7 @@ def main(_):
     io_utils.atomic_write_text(os.path.join(FLAGS.output_dir, "results.md"), table)
     plot(summary, FLAGS.label, os.path.join(FLAGS.output_dir, "results.png"))
     logging.info("Results:\n%s", table)
-    print(table)
+    run_utils.print_result(table)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 
+from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 
@@ -36,14 +37,22 @@ def vocab_fingerprint(vocab):
   return hashlib.sha256("\n".join(vocab).encode("utf-8")).hexdigest()[:16]
 
 
-def encode(examples, input_encoder, label_list, domain_list=None, source="data"):
-  """LabeledExamples -> dict of numpy arrays (see module docstring)."""
+# label_ids of evaluation examples whose label the classifier head does not have: never predicted.
+UNSEEN_LABEL_ID = -1
+
+
+def encode(examples, input_encoder, label_list, domain_list=None, source="data",
+           allow_unseen_labels=False):
+  """LabeledExamples -> dict of numpy arrays (see module docstring).
+
+  A label outside `label_list` is an error, or with `allow_unseen_labels` (evaluation only)
+  gets UNSEEN_LABEL_ID."""
   if not examples:
     raise DataError(source, "no examples")
   index = {label: i for i, label in enumerate(label_list)}
   domains = None if domain_list is None else {d: i for i, d in enumerate(domain_list)}
   for i, e in enumerate(examples):
-    if e.label not in index:
+    if e.label not in index and not allow_unseen_labels:
       raise DataError(source, f"unknown label {e.label!r} (expected one of {list(label_list)})", i)
     if domains is not None and e.domain not in domains:
       raise DataError(source, f"unknown domain {e.domain!r} (expected one of {list(domain_list)})", i)
@@ -56,7 +65,8 @@ def encode(examples, input_encoder, label_list, domain_list=None, source="data")
     features = _pad_encoded(examples, input_encoder.max_seq_length, source)
   else:
     features = input_encoder.encode_examples(examples)
-  features["label_ids"] = np.array([index[e.label] for e in examples], np.int32)
+  features["label_ids"] = np.array([index.get(e.label, UNSEEN_LABEL_ID) for e in examples],
+                                   np.int32)
   if domains is not None:
     features["domain_ids"] = np.array([domains[e.domain] for e in examples], np.int32)
   return features
@@ -134,7 +144,11 @@ def load(path, max_seq_length, num_labels=None):
   columns = collections.defaultdict(list)
   try:
     for i, raw in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
-      feats = tf.train.Example.FromString(raw).features.feature
+      try:
+        feats = tf.train.Example.FromString(raw).features.feature
+      except message.DecodeError:
+        raise DataError(path, "not a tf.train.Example (is this a BERT-format tf_record?)",
+                        f"record {i} (0-based)") from None
       for name in list(_RECORD_NAMES.values()) + ["label_ids", "domain_ids"]:
         if name not in feats:
           if name == "domain_ids":
@@ -150,8 +164,11 @@ def load(path, max_seq_length, num_labels=None):
       label = columns["label_ids"][-1]
       if num_labels is not None and not 0 <= label < num_labels:
         raise DataError(path, f"label_ids {label} is not in [0, {num_labels})", i)
-  except tf.errors.DataLossError as e:
-    raise DataError(path, f"corrupt tf_record ({e.message.splitlines()[0]})") from None
+  except tf.errors.DataLossError:
+    # TFRecord framing: a length and CRCs per record; a truncated or overwritten file fails here.
+    where = f"record {len(columns['label_ids'])} (0-based)"
+    raise DataError(path, "corrupt or truncated tf_record (the record's length or checksum "
+                    "does not match; is it a TFRecord file, completely written?)", where) from None
   if not columns:
     raise DataError(path, "no records")
   out = {name: np.asarray(columns[rec], np.int32) for name, rec in _RECORD_NAMES.items()}

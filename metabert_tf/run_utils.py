@@ -19,6 +19,7 @@ from official.common import distribute_utils
 from data_prep.examples import DataError
 from metabert_tf import io_utils
 from metabert_tf.bert_config import ConfigError
+from metabert_tf import tokenization
 from metabert_tf.model_cache import ModelCacheError
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -35,7 +36,8 @@ def define_common_flags():
                     "trained with (mean for minilm-l6 and sentence-transformers exports).")
   flags.DEFINE_string("output_dir", None, "Where hyparams.txt, the log, ckpt/ and results go.")
   flags.DEFINE_bool("overwrite_output_dir", False, "Delete output_dir first instead of resuming.")
-  flags.DEFINE_integer("max_seq_length", 128, "Tokens per example after WordPiece, padded.")
+  flags.DEFINE_integer("max_seq_length", 128, "Tokens per example after WordPiece, padded.",
+                       lower_bound=tokenization.MIN_SEQ_LENGTH)
   flags.DEFINE_integer("seed", 0, "Seed for initialisation, shuffling and sampling.")
   flags.DEFINE_enum("distribution_strategy", "one_device", STRATEGIES, "tf.distribute strategy.")
   flags.DEFINE_string("tpu", None, "TPU address, with --distribution_strategy=tpu.")
@@ -95,11 +97,27 @@ def chief_keeps(path, strategy):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_writable(path, flag, directory=True):
+  """Refuses an output path that cannot be written, before any work starts: a file where a
+  directory is wanted (or the reverse), or a location without write permission."""
+  kind = "directory" if directory else "file"
+  if os.path.exists(path) and os.path.isdir(path) != directory:
+    raise flags.ValidationError(f"--{flag} {path} exists and is not a {kind}")
+  existing = path if os.path.exists(path) else os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(existing):  # the nearest ancestor that exists decides
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise flags.ValidationError(f"--{flag} {path}: {existing} is a file, not a directory")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise flags.ValidationError(f"--{flag} {path}: no permission to write in {existing}")
+
+
 def start_run(output_dir, overwrite, strategy):
   """What both CLIs do before the job, on the chief only: prepare output_dir (resume or
   overwrite), record hyparams.txt and log to output_dir/log.txt."""
   if output_dir is None:
     raise flags.ValidationError("--output_dir is required")
+  check_writable(output_dir, "output_dir")
   if is_chief(strategy):
     resuming = prepare_output_dir(output_dir, overwrite)
     write_hyparams(output_dir, resuming)
@@ -169,8 +187,13 @@ def write_hyparams(output_dir, resuming=False, flag_values=None, free=(),
   io_utils.atomic_write_text(path, "\n".join(lines.values()) + "\n")
 
 
+# The log files this process writes (log_to_file): a failure is recorded there too.
+_LOG_FILES = []
+
+
 def log_to_file(output_dir, name="log.txt"):
   handler = py_logging.FileHandler(os.path.join(output_dir, name))
+  _LOG_FILES.append(handler)
   handler.setFormatter(py_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   logging.get_absl_logger().addHandler(handler)
   logging.set_verbosity(logging.INFO)
@@ -219,11 +242,38 @@ def run_cells_in_children(module, cells, output_dir):
                        " Re-running the same command resumes from the finished runs.")
 
 
+def print_result(text):
+  """Writes to the real stdout, which carries results only (see user_errors_exit)."""
+  print(text, file=sys.__stdout__, flush=True)
+
+
+def _record_failure(message, exc_info=None):
+  """Appends the failure to the run's log.txt (the console already shows it)."""
+  record = py_logging.LogRecord("absl", py_logging.ERROR, __file__, 0, message, None, exc_info)
+  for handler in _LOG_FILES:
+    handler.handle(record)
+
+
 @contextlib.contextmanager
 def user_errors_exit():
-  """Bad input ends the program with a one-line message and exit status 1, not a traceback."""
+  """Wraps an entry point's work.
+
+  Bad input ends the program with a one-line message and exit status 1, not a traceback, and
+  the message is also written to the run's log.txt. Anything else printed on stdout while
+  the work runs (library warnings) goes to stderr: stdout carries only what print_result writes.
+  """
   try:
-    yield
-  except USER_ERRORS as e:
-    print(f"error: {e}", file=sys.stderr)
+    with contextlib.redirect_stdout(sys.stderr):
+      yield
+  except (*USER_ERRORS, OSError) as e:
+    if isinstance(e, OSError) and e.filename:  # e.g. a directory given where a file is wanted
+      message = f"{e.filename}: {e.strerror or e}"
+    else:
+      message = str(e)
+    print(f"error: {message}", file=sys.stderr)
+    _record_failure(f"error: {message}")
     sys.exit(1)
+  except BaseException as e:
+    if not isinstance(e, (SystemExit, KeyboardInterrupt)):
+      _record_failure(f"failed: {type(e).__name__}: {e}", sys.exc_info())
+    raise

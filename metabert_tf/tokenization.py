@@ -11,12 +11,17 @@ import tensorflow as tf
 import tensorflow_text as text
 
 
+# The shortest --max_seq_length any entry point accepts: [CLS] a [SEP] b [SEP] with a few tokens
+# of each text. Shorter lengths train on next to nothing, silently.
+MIN_SEQ_LENGTH = 8
+
+
 class BertInputEncoder(tf.Module):
 
   def __init__(self, vocab, lower_case, max_seq_length=128, name="bert_input_encoder"):
     super().__init__(name=name)
-    if max_seq_length < 3:
-      raise ValueError(f"max_seq_length must be >= 3, got {max_seq_length}")
+    if max_seq_length < MIN_SEQ_LENGTH:
+      raise ValueError(f"max_seq_length must be >= {MIN_SEQ_LENGTH}, got {max_seq_length}")
     self.vocab = list(vocab)
     self.lower_case = bool(lower_case)
     self.max_seq_length = int(max_seq_length)

@@ -101,11 +101,53 @@ def test_error_bad_config(tmp_path, weights):
   assert "not a multiple of num_attention_heads 5" in _load_error(directory)
 
 
-def test_input_encoder_rejects_too_long_sequences(google_dir):
+def test_input_encoder_rejects_too_long_and_too_short_sequences(google_dir):
   backbone = backbones.load_backbone(google_dir)
   assert backbone.input_encoder(64).max_seq_length == 64
   with pytest.raises(backbones.ConfigError, match="exceeds the model's max_position_embeddings 64"):
     backbone.input_encoder(65)
+  with pytest.raises(backbones.ConfigError, match="--max_seq_length must be at least 8"):
+    backbone.input_encoder(7)
+
+
+def _truncate(path, keep=0.5):
+  data = open(path, "rb").read()
+  with open(path, "wb") as f:
+    f.write(data[:int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_error_corrupt_safetensors_names_the_file(tmp_path, weights, damage):
+  directory = tiny_models.write_hf_dir(str(tmp_path / "hf"), weights)
+  path = os.path.join(directory, "model.safetensors")
+  if damage == "truncated":
+    _truncate(path)
+  else:
+    with open(path, "wb") as f:
+      f.write(os.urandom(3000))
+  message = _load_error(directory)
+  assert message.startswith(f"{path}: cannot read the weights, the file is truncated or corrupt")
+  assert "SafetensorError" in message
+
+
+def test_error_truncated_google_checkpoint_names_the_file(google_dir, tmp_path):
+  directory = _copy(google_dir, tmp_path / "g")
+  _truncate(os.path.join(directory, "bert_model.ckpt.data-00000-of-00001"))
+  message = _load_error(directory)
+  assert message.startswith(os.path.join(directory, "bert_model.ckpt") + ": cannot read the "
+                            "weights, the file is truncated or corrupt"), message
+
+
+def test_error_truncated_toolkit_checkpoint_names_the_file(google_dir, tmp_path):
+  from metabert_tf import checkpoints
+  from metabert_tf import classifier
+  backbone = backbones.load_backbone(google_dir)
+  model = classifier.Classifier(backbone.encoder, 2).build_all()
+  metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, True, ["a", "b"], 16)
+  prefix = checkpoints.model_checkpoint(model, metadata).write(str(tmp_path / "ckpt" / "m-1"))
+  _truncate(prefix + ".data-00000-of-00001", keep=0.3)
+  message = _load_error(prefix)
+  assert message.startswith(f"{prefix}: cannot read the weights, the file is truncated"), message
 
 
 # -- (e) case warnings ----------------------------------------------------------------------------

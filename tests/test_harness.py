@@ -38,7 +38,8 @@ def test_harness_runs_each_task_and_k_in_a_child_and_resumes(tmp_path, tiny_goog
   out = tmp_path / "out"
   proc = run_harness(tmp_path / "data", out, tiny_google_dir, "--ks=2,3", "--splits=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "[1/2] toy, K=2" in proc.stdout and "[2/2] toy, K=3" in proc.stdout
+  # Progress goes to stderr: stdout carries results only.
+  assert "[1/2] toy, K=2" in proc.stderr and "[2/2] toy, K=3" in proc.stderr
   summary = json.load(open(out / "summary.json"))
   assert set(summary) == {"toy"} and set(summary["toy"]) == {"2", "3"}
   for k in ("2", "3"):

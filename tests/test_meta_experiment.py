@@ -20,7 +20,8 @@ def test_experiment_runs_every_method_and_setting_and_resumes(tmp_path, tiny_goo
   proc = subprocess.run(args, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   # Two cells, each in its own process (TensorFlow keeps the memory of every model built).
-  assert "[1/2] held-out b, seed 0" in proc.stdout and "[2/2] held-out c, seed 0" in proc.stdout
+  assert "[1/2] held-out b, seed 0" in proc.stderr
+  assert "[2/2] held-out c, seed 0" in proc.stderr
   summary = json.load(open(out / "summary.json"))
   assert set(summary) == {"bert", "fomaml", "reptile", "fomaml - bert", "reptile - bert"}
   for method in ("bert", "fomaml", "reptile"):

@@ -211,8 +211,15 @@ def test_load_missing_empty_and_corrupt_files(tmp_path):
   assert str(info.value) == f"{empty}: no records"
   corrupt = tmp_path / "corrupt.tf_record"
   corrupt.write_bytes(b"this is not a tf_record at all, just some bytes")
-  with pytest.raises(DataError, match=r"corrupt\.tf_record: corrupt tf_record"):
+  with pytest.raises(DataError, match=r"corrupt\.tf_record:record 0 \(0-based\): corrupt or "
+                     "truncated tf_record"):
     records.load(str(corrupt), 16)
+  # Cut inside the third record: the two before it read, the error names the third.
+  whole = _write_raw(str(tmp_path / "whole.tf_record"), [_row(0), _row(1), _row(0)])
+  truncated = tmp_path / "truncated.tf_record"
+  truncated.write_bytes(open(whole, "rb").read()[:-10])
+  with pytest.raises(DataError, match=r"truncated\.tf_record:record 2 \(0-based\): corrupt"):
+    records.load(str(truncated), 16)
 
 
 def test_leopard_original_tf_record(shared_dir):

@@ -95,8 +95,9 @@ def test_single_truncated_to_max_seq_length_minus_two():
 
 
 def test_max_seq_length_too_small():
-  with pytest.raises(ValueError, match="max_seq_length must be >= 3"):
-    tokenization.BertInputEncoder(VOCAB, True, 2)
+  with pytest.raises(ValueError, match="max_seq_length must be >= 8"):
+    tokenization.BertInputEncoder(VOCAB, True, 7)
+  assert tokenization.BertInputEncoder(VOCAB, True, 8).max_seq_length == 8
 
 
 def _google_truncate_seq_pair(tokens_a, tokens_b, max_length):

@@ -33,6 +33,7 @@ from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
 from metabert_tf import run_utils
+from metabert_tf import tokenization
 from metabert_tf import training
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
@@ -48,7 +49,8 @@ flags.DEFINE_integer("test_size", 1000, "Test examples taken from the held-out d
 flags.DEFINE_integer("shots", 80, "The 'N examples' setting (0: skip).", lower_bound=0)
 flags.DEFINE_list("ks", ["4", "8", "16"], "K-per-label settings.")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length.", lower_bound=8)
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.",
+                     lower_bound=tokenization.MIN_SEQ_LENGTH)
 flags.DEFINE_enum("precision", "bf16", ["fp32", "bf16"], "Compute precision.")
 flags.DEFINE_bool("process_per_cell", True, "Run each held-out domain x seed in a child process "
                   "(TensorFlow does not give back the memory of the models a run builds: "
@@ -219,7 +221,7 @@ def main(_):
     table = markdown_table(summary, settings)
     io_utils.atomic_write_text(os.path.join(FLAGS.output_dir, "results.md"), table)
     logging.info("Results:\n%s", table)
-    print(table)
+    run_utils.print_result(table)
 
 
 if __name__ == "__main__":

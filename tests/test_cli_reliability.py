@@ -1,0 +1,119 @@
+"""Issue 8 as a user meets it: no traceback, no silent wrong result, nothing made before the
+input is checked, the error in log.txt, --help complete, stdout for results only."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_prep.examples import DataError
+from metabert_tf import evaluation
+from metabert_tf import finetune_job
+from metabert_tf import run_utils
+from metabert_tf import training
+from tests.conftest import REPO_DIR
+
+
+def _run(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  return subprocess.run([sys.executable, *args], cwd=REPO_DIR, env=env, capture_output=True,
+                        text=True, timeout=300)
+
+
+def _one_error_line(proc):
+  assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  lines = [l for l in proc.stderr.splitlines() if l.startswith(("error:", "FATAL Flags parsing"))]
+  assert len(lines) == 1, proc.stderr[-2000:]
+  return lines[0]
+
+
+def _write_jsonl(path, rows):
+  path.write_text("".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in rows))
+  return str(path)
+
+
+def _job(tmp_path, model, train, evals, **kwargs):
+  return finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "out"), train_path=train, eval_path=evals, bert_model=model,
+      max_seq_length=16, dropout=False, train=training.FinetuneConfig(
+          epochs=1, batch_size=4, progress=False), **kwargs)
+
+
+def test_label_only_in_eval_file_is_an_error_or_counted_wrong(tmp_path, tiny_google_dir):
+  train = _write_jsonl(tmp_path / "train.jsonl", [("good movie", "pos"), ("bad book", "neg")] * 2)
+  evals = _write_jsonl(tmp_path / "eval.jsonl", [("good book", "pos"), ("a movie", "neutral"),
+                                                 ("bad movie", "neg")])
+  with pytest.raises(DataError) as info:
+    finetune_job.run_job(_job(tmp_path, tiny_google_dir, train, evals))
+  assert str(info.value).startswith(f"{evals}: labels ['neutral'] are not among the classes")
+  assert "--allow_unseen_eval_labels" in str(info.value)
+  results = finetune_job.run_job(_job(tmp_path, tiny_google_dir, train, evals,
+                                      allow_unseen_eval_labels=True))
+  assert results["label_list"] == ["neg", "pos"]  # the head never gets the eval-only class
+  assert results["num_examples"] == 3 and results["accuracy"] <= 2 / 3
+
+
+def test_metrics_leave_unseen_labels_out_of_macro_f1():
+  labels, predictions = np.array([0, 1, -1, -1]), np.array([0, 1, 1, 0])
+  metrics = evaluation.classification_metrics(labels, predictions)
+  assert metrics["accuracy"] == 0.5
+  assert metrics["macro_f1"] == pytest.approx(2 / 3)  # classes 0 and 1: F1 2/3 each, no class -1
+
+
+@pytest.mark.parametrize("tool", ["run_finetune.py", "run_meta_train.py",
+                                  "data_prep/write_tf_record.py", "metabert_tf/harness.py",
+                                  "metabert_tf/meta/experiment.py"])
+def test_every_cli_refuses_too_short_sequences(tmp_path, tool):
+  module = ["-m", tool[:-3].replace("/", ".")] if "/" in tool else [tool]
+  proc = _run(*module, "--max_seq_length=7", f"--output_dir={tmp_path}/o", "--data=x",
+              "--input=x", "--output=x", "--data_dir=x", "--train_file=x")
+  line = _one_error_line(proc)
+  assert "--max_seq_length" in line and ">= 8" in line, line
+  assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("tool", ["run_finetune.py", "run_meta_train.py"])
+def test_help_lists_every_flag_of_the_tool(tool):
+  proc = _run(tool, "--help")  # absl's --help exits with status 1
+  for name in ("output_dir", "bert_model", "max_seq_length", "data_dir", "seed", "precision"):
+    assert f"--{name}" in proc.stdout, name
+  assert "--xla_" not in proc.stdout and "--helpfull" in proc.stdout  # absl/TF flags stay out
+
+
+def test_output_paths_checked_before_any_work(tmp_path, tiny_google_dir, toy_task):
+  common = [f"--bert_model={tiny_google_dir}", f"--train_file={toy_task['train']}",
+            "--max_seq_length=16", "--noprogress"]
+  a_file = tmp_path / "a_file"
+  a_file.write_text("not a directory")
+  line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={a_file}"))
+  assert f"--output_dir {a_file} exists and is not a directory" in line
+  line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={a_file}/sub"))
+  assert f"{a_file} is a file, not a directory" in line
+  line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={tmp_path}/o",
+                              f"--export_dir={a_file}"))
+  assert "--export_dir" in line and not (tmp_path / "o").exists()
+  line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={tmp_path}/o",
+                              f"--bert_model={tmp_path}/no_such_model"))
+  assert "no_such_model" in line and not (tmp_path / "o").exists()
+
+
+def test_a_failure_after_the_start_is_written_to_log_txt(tmp_path, tiny_google_dir):
+  data = tmp_path / "no_domains.jsonl"
+  _write_jsonl(data, [("good movie", "pos"), ("bad book", "neg")] * 4)
+  out = tmp_path / "meta"
+  line = _one_error_line(_run("run_meta_train.py", f"--data={data}", f"--output_dir={out}",
+                              f"--bert_model={tiny_google_dir}", "--max_seq_length=16"))
+  assert "no domain" in line
+  log = (out / "log.txt").read_text()
+  assert line in log and "ERROR" in log
+
+
+def test_stdout_carries_results_only(capfd):
+  with run_utils.user_errors_exit():
+    print("WARNING: some library chatter")
+    run_utils.print_result('{"accuracy": 1.0}')
+  out, err = capfd.readouterr()
+  assert out == '{"accuracy": 1.0}\n' and "library chatter" in err
