@@ -27,18 +27,28 @@ class Classifier(tf_keras.Model):
         kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=initializer_range))
 
   def call(self, inputs, training=False):
+    return self.classify(self.encode(inputs, training)[0], training)
+
+  def encode(self, inputs, training=False):
+    """(sentence features [B, H], the encoder's outputs: `encoder_outputs` holds every layer's
+    token vectors). Methods that look inside the encoder (MFT, adversarial training) use it."""
     features = {k: inputs[k] for k in ("input_word_ids", "input_mask", "input_type_ids")}
     outputs = self.encoder(features, training=training)
     if self.pooling == "pooler":
-      pooled = outputs["pooled_output"]
-    else:
-      mask = tf.cast(features["input_mask"], outputs["sequence_output"].dtype)[:, :, None]
-      pooled = tf.reduce_sum(outputs["sequence_output"] * mask, 1) / tf.maximum(
-          tf.reduce_sum(mask, 1), 1.0)
-    logits = self.head(self.dropout(pooled, training=training))
-    return tf.cast(logits, tf.float32)
+      return outputs["pooled_output"], outputs
+    return masked_mean(outputs["sequence_output"], features["input_mask"]), outputs
+
+  def classify(self, pooled, training=False):
+    """Float32 logits of sentence features from `encode`."""
+    return tf.cast(self.head(self.dropout(pooled, training=training)), tf.float32)
 
   def build_all(self, seq_len=2):
     dummy = tf.zeros([1, seq_len], tf.int32)
     self(dict(input_word_ids=dummy, input_mask=tf.ones_like(dummy), input_type_ids=dummy))
     return self
+
+
+def masked_mean(vectors, mask):
+  """Mean of token `vectors` [B, L, H] over the positions where `mask` [B, L] is 1."""
+  mask = tf.cast(mask, vectors.dtype)[:, :, None]
+  return tf.reduce_sum(vectors * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)

@@ -53,7 +53,7 @@ def choose_label_list(example_sets, explicit=None, model=None, source="data",
   meta-training to fine-tuning to prediction; otherwise (`must_fit_model`, e.g. zero-shot, is
   an error) a new head is trained on the sorted labels of the data.
   """
-  labels = sorted({e.label for examples in example_sets for e in examples})
+  labels = sort_labels({e.label for examples in example_sets for e in examples})
   if explicit is not None:
     unknown = sorted(set(labels) - set(explicit))
     if unknown:
@@ -70,6 +70,16 @@ def choose_label_list(example_sets, explicit=None, model=None, source="data",
   if not labels:
     raise DataError(source, "no label list: tf_records without a .meta.json need --label_list")
   return labels
+
+
+def sort_labels(labels):
+  """Label names in id order: numeric names by value ("2" before "10"), then the others."""
+  def key(label):
+    try:
+      return (0, int(label), label)
+    except ValueError:
+      return (1, 0, label)
+  return sorted(labels, key=key)
 
 
 def record_label_list(path):
@@ -110,3 +120,28 @@ def load_features(path, input_encoder, label_list, allow_unseen_labels=False):
     return features
   return records.encode(read(path), input_encoder, label_list, source=path,
                         allow_unseen_labels=allow_unseen_labels)
+
+
+def multidomain_features(path, input_encoder, explicit_labels=None, model_labels=None):
+  """(features with domain_ids, label_list, domain_list) of multi-domain data: any reader
+  format whose examples all have a domain, or a BERT tf_record written with domain_ids, whose
+  .meta.json names its labels and domains (and whose vocabulary must be the model's)."""
+  if is_tf_record(path):
+    meta = records.read_metadata(path)
+    if not meta or not meta.get("domain_list"):
+      raise DataError(path, "multi-domain training needs records with domain_ids and their "
+                      ".meta.json: write them with data_prep.write_tf_record --with_domains")
+    label_list = choose_label_list([], explicit_labels or meta["label_list"], source=path)
+    features = load_features(path, input_encoder, label_list)
+    if "domain_ids" not in features:
+      raise DataError(path, "records have no domain_ids although the .meta.json lists domains")
+    return features, label_list, list(meta["domain_list"])
+  examples = read(path)
+  for i, example in enumerate(examples):
+    if not example.domain:
+      raise DataError(path, "example has no domain; multi-domain training needs one per "
+                      "example", f"example {i} (0-based)")
+  domain_list = sorted({e.domain for e in examples})
+  label_list = choose_label_list([examples], explicit_labels, model_labels, source=path)
+  features = records.encode(examples, input_encoder, label_list, domain_list, source=path)
+  return features, label_list, domain_list

@@ -6,24 +6,27 @@ from tqdm import tqdm
 from metabert_tf import records
 
 
-def predict_logits(model, features, batch_size=64, progress=True, desc="eval"):
-  """Logits [n, num_labels] for encoded features, in input order.
+def predict_logits(model, features, batch_size=64, progress=True, desc="eval", forward=None):
+  """Logits [n, num_labels] for encoded features, in input order; or whatever
+  `forward(model, batch)` returns per example (the batch has `domain_ids` when the features do).
 
   Examples run sorted by length so each batch, trimmed to its longest row, carries little padding.
   """
   order = np.argsort(features["input_mask"].sum(axis=1), kind="stable")
-  inputs = {k: features[k][order] for k in records.MODEL_INPUTS}
+  keys = records.MODEL_INPUTS + (("domain_ids",) if "domain_ids" in features else ())
+  inputs = {k: features[k][order] for k in keys}
   ds = tf.data.Dataset.from_tensor_slices(inputs).batch(batch_size).map(records.trim_to_longest)
+  call = forward or (lambda m, batch: m(batch, training=False))
 
   @tf.function(reduce_retracing=True)
-  def forward(batch):
-    return model(batch, training=False)
+  def run(batch):
+    return call(model, batch)
 
   n = len(features["input_word_ids"])
   out = []
   with tqdm(total=n, desc=desc, unit="ex", disable=not progress, leave=False) as bar:
     for batch in ds:
-      out.append(forward(batch).numpy())
+      out.append(run(batch).numpy())
       bar.update(len(out[-1]))
   logits = np.empty_like(np.concatenate(out))
   logits[order] = np.concatenate(out)
@@ -56,6 +59,6 @@ def mean_std_summary(accuracies):
           for row, by_col in accuracies.items()}
 
 
-def evaluate(model, features, num_labels, batch_size=64, progress=True):
-  logits = predict_logits(model, features, batch_size, progress)
+def evaluate(model, features, num_labels, batch_size=64, progress=True, forward=None):
+  logits = predict_logits(model, features, batch_size, progress, forward=forward)
   return classification_metrics(features["label_ids"], logits.argmax(-1), num_labels)

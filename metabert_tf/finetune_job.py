@@ -42,6 +42,22 @@ class FinetuneJob:
   allow_unseen_eval_labels: bool = False  # eval labels the head lacks: counted wrong, not an error
 
 
+def restores_head(backbone, label_list):
+  """A checkpoint of ours with the same label list brings its trained classifier head."""
+  return bool(backbone.checkpoint_prefix) and backbone.label_list == list(label_list)
+
+
+def build_classifier(strategy, backbone, label_list, pooling, dropout=True):
+  """The classifier on `backbone`'s encoder, its head restored when restores_head says so."""
+  with strategy.scope():
+    model = classifier.Classifier(backbone.encoder, len(label_list), pooling=pooling,
+                                  dropout_rate=0.1 if dropout else 0.0).build_all()
+    if restores_head(backbone, label_list):
+      tf.train.Checkpoint(head=model.head).read(backbone.checkpoint_prefix).expect_partial()
+      logging.info("Classifier head restored from %s", backbone.checkpoint_prefix)
+  return model
+
+
 def run_job(job: FinetuneJob, strategy=None):
   """Runs `job`; returns (and writes to output_dir/results.json) its results."""
   strategy = strategy or tf.distribute.get_strategy()
@@ -70,15 +86,10 @@ def run_job(job: FinetuneJob, strategy=None):
                            job.allow_unseen_eval_labels)
   pooling = job.pooling or backbone.pooling
   logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
-  with strategy.scope():
-    model = classifier.Classifier(backbone.encoder, len(label_list), pooling=pooling,
-                                  dropout_rate=0.1 if job.dropout else 0.0).build_all()
-    if backbone.checkpoint_prefix and backbone.label_list == label_list:
-      tf.train.Checkpoint(head=model.head).read(backbone.checkpoint_prefix).expect_partial()
-      logging.info("Classifier head restored from %s", backbone.checkpoint_prefix)
-    elif zero_shot:
-      logging.warning("Zero-shot evaluation of a model with no trained classifier for %s: the "
-                      "head is random, expect chance accuracy", label_list)
+  model = build_classifier(strategy, backbone, label_list, pooling, job.dropout)
+  if zero_shot and not restores_head(backbone, label_list):
+    logging.warning("Zero-shot evaluation of a model with no trained classifier for %s: the "
+                    "head is random, expect chance accuracy", label_list)
   # Outside the scope: a string variable cannot be mirrored (no string collectives).
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            label_list, job.max_seq_length, pooling=pooling,

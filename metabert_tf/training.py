@@ -4,6 +4,9 @@ The loop is Google BERT's run_classifier recipe: AdamW (Model Garden's AdamWeigh
 10% linear warm-up then linear decay, global-norm clipping at 1.0, cross-entropy on float32
 logits. The data order of epoch e is a shuffle seeded by seed + e, so a run killed after step s
 and restarted from its checkpoint replays exactly the batches an uninterrupted run would.
+
+The loss is a hook (`objective`, see objectives.py): plain fine-tuning, MFT and the
+multi-domain baselines share this loop and differ only in their objective.
 """
 import dataclasses
 import math
@@ -16,6 +19,7 @@ from official.nlp import optimization
 from tqdm import tqdm
 
 from metabert_tf import checkpoints
+from metabert_tf import objectives
 from metabert_tf import records
 from metabert_tf import run_utils
 
@@ -36,8 +40,12 @@ class FinetuneConfig:
   progress: bool = True
 
 
-def finetune(strategy, model, train_features, output_dir, config, metadata):
-  """Fine-tunes `model` (built under `strategy.scope()`) and returns training statistics."""
+def finetune(strategy, model, train_features, output_dir, config, metadata, objective=None):
+  """Fine-tunes `model` (built under `strategy.scope()`) and returns training statistics.
+
+  `objective` (default: objectives.CrossEntropy) gives the per-example loss; the layers it
+  adds are trained with the model and checkpointed beside it."""
+  objective = objective or objectives.CrossEntropy()
   n = len(train_features["label_ids"])
   steps_per_epoch = math.ceil(n / config.batch_size)
   total_steps = steps_per_epoch * config.epochs
@@ -45,13 +53,15 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
     optimizer = optimization.create_optimizer(
         config.learning_rate, total_steps, int(config.warmup_proportion * total_steps))
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-  checkpoint = checkpoints.model_checkpoint(model, metadata, optimizer=optimizer, step=step)
+    objective.build(model)
+  checkpoint = checkpoints.model_checkpoint(model, metadata, optimizer=optimizer, step=step,
+                                            **objective.extras())
   ckpt_dir = os.path.join(output_dir, "ckpt")
   latest = tf.train.latest_checkpoint(ckpt_dir)  # every worker resumes from the chief's
   if latest:
     checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info("Resumed from %s at step %d", latest, int(step.numpy()))
-  train_step = _make_train_step(strategy, model, optimizer)
+  train_step = _make_train_step(strategy, model, optimizer, objective)
   writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
             if run_utils.is_chief(strategy) else tf.summary.create_noop_writer())
   save_every = config.save_every_steps or steps_per_epoch
@@ -64,8 +74,10 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
                                          checkpoint_name="finetune")
     while int(step.numpy()) < total_steps:
       epoch, done_in_epoch = divmod(int(step.numpy()), steps_per_epoch)
+      first = epoch * steps_per_epoch  # the global step of the epoch's first batch
       data = records.make_dataset(train_features, config.batch_size, shuffle=True,
-                                  seed=config.seed + epoch).skip(done_in_epoch)
+                                  seed=config.seed + epoch).enumerate(first).skip(done_in_epoch)
+      data = data.map(lambda i, batch: objective.prepare_batch(batch, i))
       for batch in strategy.experimental_distribute_dataset(data):
         loss = float(train_step(batch))
         within = int(step.numpy()) % steps_per_epoch
@@ -84,13 +96,12 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
           "checkpoint": tf.train.latest_checkpoint(ckpt_dir)}
 
 
-def _make_train_step(strategy, model, optimizer):
-  variables = model.trainable_variables
+def _make_train_step(strategy, model, optimizer, objective):
+  variables = model.trainable_variables + objective.trainable_variables()
 
   def step_fn(batch):
     with tf.GradientTape() as tape:
-      logits = model(batch, training=True)
-      per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label_ids"], logits)
+      per_example = objective.per_example_loss(model, batch)
       loss = tf.nn.compute_average_loss(per_example)  # / global batch: sums to the mean
     # Variables off the loss path (the unused pooler under mean pooling) get no gradient.
     pairs = [(g, v) for g, v in zip(tape.gradient(loss, variables), variables) if g is not None]

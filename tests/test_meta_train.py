@@ -52,12 +52,13 @@ def test_killed_meta_training_resumes_to_the_same_weights(tmp_path, tiny_google_
 
 
 def test_test_domains_are_never_meta_trained():
-  examples = tiny_models.toy_domain_examples(domains=("a", "b", "c"), per_domain=4)
-  assert meta_job.choose_domains(examples, ["c"], 100, "data.json") == (["a", "b", "c"], ["a", "b"])
+  domains, ids = ["a", "b", "c"], [0, 0, 0, 1, 1, 2, 2, 2, 2]
+  assert meta_job.choose_domains(domains, ids, ["c"], 100, "data.json") == ["a", "b"]
+  assert meta_job.choose_domains(domains, ids, ["c"], 1, "data.json") == ["b"]  # the smallest
   with pytest.raises(DataError, match="not in data.json"):
-    meta_job.choose_domains(examples, ["z"], 100, "data.json")
+    meta_job.choose_domains(domains, ids, ["z"], 100, "data.json")
   with pytest.raises(DataError, match="no domain is left"):
-    meta_job.choose_domains(examples, ["a", "b", "c"], 100, "data.json")
+    meta_job.choose_domains(domains, ids, ["a", "b", "c"], 100, "data.json")
 
 
 def _run(*args):

@@ -7,15 +7,14 @@ import os
 from typing import List, Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
-from data_prep import readers
 from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import datasets
 from metabert_tf import io_utils
-from metabert_tf import records
 from metabert_tf import run_utils
 from metabert_tf.meta import engine
 from metabert_tf.meta import fomaml
@@ -41,13 +40,10 @@ class MetaJob:
   meta: engine.MetaConfig = dataclasses.field(default_factory=engine.MetaConfig)
 
 
-def choose_domains(examples, test_domains, num_domain, source):
-  """(domain_list, train_domains): the num_domain smallest non-test domains are meta-trained."""
-  sizes = {}
-  for i, e in enumerate(examples):
-    if not e.domain:
-      raise DataError(source, "example has no domain; meta-training needs domains", i)
-    sizes[e.domain] = sizes.get(e.domain, 0) + 1
+def choose_domains(domain_list, domain_ids, test_domains, num_domain, source):
+  """The training domains: the num_domain smallest domains that are not test domains."""
+  counts = np.bincount(np.asarray(domain_ids), minlength=len(domain_list))
+  sizes = {d: int(n) for d, n in zip(domain_list, counts) if n}
   unknown = sorted(set(test_domains) - set(sizes))
   if unknown:
     raise DataError("--test_domains", f"domains {unknown} are not in {source} "
@@ -55,7 +51,7 @@ def choose_domains(examples, test_domains, num_domain, source):
   rest = sorted((d for d in sizes if d not in test_domains), key=lambda d: (sizes[d], d))
   if not rest:
     raise DataError("--test_domains", "no domain is left for meta-training")
-  return sorted(sizes), sorted(rest[:num_domain])
+  return sorted(rest[:num_domain])
 
 
 def run_meta_job(job: MetaJob, strategy=None):
@@ -67,16 +63,15 @@ def run_meta_job(job: MetaJob, strategy=None):
   strategy = strategy or tf.distribute.get_strategy()
   run_utils.set_seed(job.meta.seed)
   run_utils.set_precision(job.precision)
-  examples = readers.read_examples(job.data)
-  domain_list, train_domains = choose_domains(examples, job.test_domains, job.num_domain, job.data)
+  source = backbones.describe_backbone(job.bert_model, job.do_lower_case)  # data before weights
+  features, label_list, domain_list = datasets.multidomain_features(
+      job.data, source.input_encoder(job.max_seq_length), job.label_list, source.label_list)
+  train_domains = choose_domains(domain_list, features["domain_ids"], job.test_domains,
+                                 job.num_domain, job.data)
   logging.info("Meta-training domains %s; test domains %s", train_domains, job.test_domains)
   with strategy.scope():
     backbone = backbones.load_backbone(job.bert_model, job.do_lower_case)
-  label_list = datasets.choose_label_list([examples], job.label_list, backbone.label_list,
-                                          source=job.data)
   pooling = job.pooling or backbone.pooling
-  features = records.encode(examples, backbone.input_encoder(job.max_seq_length), label_list,
-                            domain_list, source=job.data)
   metadata = checkpoints.metadata_variable(
       backbone.config, backbone.vocab, backbone.lower_case, label_list, job.max_seq_length,
       pooling=pooling, stage="meta_train", algorithm=job.algorithm,
