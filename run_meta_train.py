@@ -1,7 +1,9 @@
-r"""Meta-train BERT with FOMAML or Reptile on multi-domain data (Meta-BERT's flags and defaults).
+r"""Meta-train BERT on multi-domain data: FOMAML or Reptile (Meta-BERT's flags and defaults),
+or MFT and its multi-domain baselines (Mix, MTL, Adv) on the supervised trainer.
 
   python run_meta_train.py --algorithm fomaml --data ../shared/data/blitzer_mds_4domain \
       --test_domains kitchen --output_dir out/meta_fomaml
+  python run_meta_train.py --algorithm mft --data train_all_domains.jsonl --output_dir out/mft
 
 A task is one domain: --num_support + --num_query of its examples. Writes output_dir/
 {hyparams.txt, log.txt, ckpt/meta.epoch-E.step-S.*, tensorboard/, results.json}; the held-out
@@ -20,7 +22,10 @@ from absl import flags  # noqa: E402
 from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import backbones  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
+from metabert_tf import mft  # noqa: E402
+from metabert_tf import multidomain_job  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
+from metabert_tf import training  # noqa: E402
 from metabert_tf.meta import engine  # noqa: E402
 from metabert_tf.meta import episodes  # noqa: E402
 from metabert_tf.meta import job as meta_job  # noqa: E402
@@ -28,7 +33,11 @@ from metabert_tf.meta import reptile  # noqa: E402
 
 run_utils.define_common_flags()
 flags.adopt_module_key_flags(run_utils)  # --help lists the shared flags too
-flags.DEFINE_enum("algorithm", "fomaml", sorted(meta_job.ALGORITHMS), "Meta-learning algorithm.")
+SUPERVISED = multidomain_job.METHODS
+flags.DEFINE_enum("algorithm", "fomaml", sorted(meta_job.ALGORITHMS) + list(SUPERVISED),
+                  "fomaml, reptile: meta-learning (episodes, inner loops); mft: Meta "
+                  "Fine-Tuning; mix, mtl, adv: its baselines (pooled data, a head per domain, "
+                  "an adversarial domain classifier).")
 flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
                   "classic: theta += eps * mean(phi - theta); adam: theta - phi fed to Adam.")
 flags.DEFINE_string("data", None, "Multi-domain labeled data (any reader format with domains).")
@@ -51,11 +60,34 @@ flags.DEFINE_float("inner_update_lr", 5e-5, "Inner learning rate.")
 flags.DEFINE_enum("inner_optimizer", "adam", ["adam", "sgd"], "Inner optimiser (Meta-BERT: Adam).")
 flags.DEFINE_float("outer_update_lr", 5e-5, "Outer Adam learning rate (FOMAML, Reptile adam).")
 flags.DEFINE_float("reptile_epsilon", 0.5, "Reptile classic step: theta += eps * mean(phi - theta).")
-flags.DEFINE_integer("epochs", 3, "Passes over the num_train_task tasks.")
+flags.DEFINE_integer("epochs", None, "fomaml, reptile: passes over the num_train_task tasks "
+                     "(default 3); mix, mtl, adv, mft: passes over the data (default 2).")
 flags.DEFINE_integer("save_every_steps", 0, "Also checkpoint every N meta-steps (0: per epoch).")
 flags.DEFINE_list("label_list", None, "Label order (ids); default: the model's, else sorted.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+# mix, mtl, adv, mft (the supervised trainer):
+flags.DEFINE_integer("batch_size", 32, "Training batch size (mix, mtl, adv, mft).")
+flags.DEFINE_float("learning_rate", 2e-5, "Peak AdamW learning rate, 10% warm-up, linear decay "
+                   "(mix, mtl, adv, mft).")
+flags.DEFINE_string("eval_data", None, "Scored per domain after training (mix, mtl, adv, mft).")
+flags.DEFINE_enum("mft_variant", "full", list(mft.VARIANTS), "full: typicality weighting and "
+                  "domain corruption; dc: corruption only; tw: weighting only.")
+flags.DEFINE_float("mft_alpha", 0.5, "Weight of the own-domain prototype in the typicality.")
+flags.DEFINE_integer("mft_prototypes", 1, "Prototypes per domain and class (k-means when > 1).")
+flags.DEFINE_float("mft_lambda", 0.1, "Weight of the domain-corruption loss.")
+flags.DEFINE_list("corruption_layers", None, "1-based layers whose features the corruption "
+                  "loss reaches; default: three evenly spaced ending at the top (2,4,6 of 6).")
+flags.DEFINE_enum("mft_typicality", "paper", ["paper", "easytransfer"], "paper: mean cosine to "
+                  "the other domains' prototypes; easytransfer: cosine to their mean.")
+flags.DEFINE_bool("mft_shared_domain_classifier", False, "One domain classifier for every "
+                  "corruption layer (EasyTransfer) instead of one per layer (paper).")
+flags.DEFINE_enum("mft_layer_mean", "tokens", list(mft.LAYER_MEANS), "tokens: mean of a "
+                  "layer's token vectors without [CLS] and padding; all: every position.")
+flags.DEFINE_bool("mft_weight_corruption", True, "Typicality-weight the corruption loss too "
+                  "(paper); EasyTransfer does not.")
+flags.DEFINE_float("adversarial_weight", 0.1, "adv: weight of the reversed domain loss.")
 flags.mark_flags_as_required(["data", "output_dir"])
+run_utils.require_int_list("corruption_layers", minimum=1)
 FLAGS = flags.FLAGS
 
 
@@ -69,12 +101,40 @@ def config_from_flags():
       inner_update_step_eval=FLAGS.inner_update_step_eval, inner_update_lr=FLAGS.inner_update_lr,
       inner_optimizer=FLAGS.inner_optimizer, outer_update_lr=FLAGS.outer_update_lr,
       variant=FLAGS.reptile_variant, reptile_epsilon=FLAGS.reptile_epsilon,
-      epochs=FLAGS.epochs, seed=FLAGS.seed,
+      epochs=FLAGS.epochs or 3, seed=FLAGS.seed,
       progress=FLAGS.progress)
 
 
-def run():
-  for name in ("num_train_task", "num_support", "num_query", "outer_batch_size", "epochs",
+def supervised_job(data):
+  return multidomain_job.MultiDomainJob(
+      output_dir=FLAGS.output_dir, data=data, method=FLAGS.algorithm,
+      eval_data=datasets.resolve(FLAGS.eval_data, FLAGS.data_dir), bert_model=FLAGS.bert_model,
+      do_lower_case=FLAGS.do_lower_case, label_list=FLAGS.label_list,
+      max_seq_length=FLAGS.max_seq_length, precision=FLAGS.precision, pooling=FLAGS.pooling,
+      train=training.FinetuneConfig(epochs=FLAGS.epochs or 2, batch_size=FLAGS.batch_size,
+                                    learning_rate=FLAGS.learning_rate,
+                                    save_every_steps=FLAGS.save_every_steps, seed=FLAGS.seed,
+                                    progress=FLAGS.progress),
+      mft=mft.MFTConfig(
+          variant=FLAGS.mft_variant, alpha=FLAGS.mft_alpha, num_prototypes=FLAGS.mft_prototypes,
+          corruption_weight=FLAGS.mft_lambda, typicality_formula=FLAGS.mft_typicality,
+          corruption_layers=[int(x) for x in FLAGS.corruption_layers or []] or None,
+          shared_domain_classifier=FLAGS.mft_shared_domain_classifier,
+          layer_mean=FLAGS.mft_layer_mean, weight_corruption=FLAGS.mft_weight_corruption,
+          seed=FLAGS.seed),
+      adversarial_weight=FLAGS.adversarial_weight)
+
+
+def validate_flags():
+  if FLAGS.algorithm in SUPERVISED and FLAGS.test_domains:
+    raise flags.ValidationError(f"--test_domains is for meta-learning; --algorithm "
+                                f"{FLAGS.algorithm} trains on every domain of --data")
+  for name in ("batch_size", "mft_prototypes"):
+    if FLAGS[name].value <= 0:
+      raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
+  if FLAGS.epochs is not None and FLAGS.epochs <= 0:
+    raise flags.ValidationError(f"--epochs must be positive, got {FLAGS.epochs}")
+  for name in ("num_train_task", "num_support", "num_query", "outer_batch_size",
                "inner_batch_size", "inner_update_step", "num_domain"):
     if FLAGS[name].value <= 0:
       raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
@@ -84,18 +144,31 @@ def run():
   if FLAGS.outer_batch_size > FLAGS.num_train_task:
     raise flags.ValidationError(f"--outer_batch_size ({FLAGS.outer_batch_size}) must be at most "
                                 f"--num_train_task ({FLAGS.num_train_task})")
+
+
+def run():
+  validate_flags()
+  data = datasets.resolve(FLAGS.data, FLAGS.data_dir)
+  for path in (data, datasets.resolve(FLAGS.eval_data, FLAGS.data_dir)):
+    if path and not os.path.exists(path):
+      raise DataError(path, "file or directory not found")
+  backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case).check_max_seq_length(
+      FLAGS.max_seq_length)  # before output_dir is made
+  strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
+  if FLAGS.algorithm in SUPERVISED:
+    job = supervised_job(data)
+    run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
+    results = multidomain_job.run_multidomain_job(job, strategy)
+    run_utils.print_result(json.dumps({k: results[k] for k in ("checkpoint", "eval")
+                                       if k in results}))
+    return
   job = meta_job.MetaJob(
-      output_dir=FLAGS.output_dir, data=datasets.resolve(FLAGS.data, FLAGS.data_dir),
+      output_dir=FLAGS.output_dir, data=data,
       algorithm=FLAGS.algorithm, test_domains=list(FLAGS.test_domains),
       num_domain=FLAGS.num_domain, bert_model=FLAGS.bert_model, do_lower_case=FLAGS.do_lower_case,
       label_list=FLAGS.label_list, max_seq_length=FLAGS.max_seq_length,
       precision=FLAGS.precision, pooling=FLAGS.pooling, save_every_steps=FLAGS.save_every_steps,
       meta=config_from_flags())
-  if not os.path.exists(job.data):
-    raise DataError(job.data, "file or directory not found")
-  backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case).check_max_seq_length(
-      FLAGS.max_seq_length)  # before output_dir is made
-  strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   results = meta_job.run_meta_job(job, strategy)
   run_utils.print_result(json.dumps({k: results[k] for k in ("checkpoint", "meta_test_history")}))
