@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from data_prep import readers  # noqa: E402
 from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
@@ -29,7 +30,8 @@ run_utils.define_common_flags()
 flags.DEFINE_enum("algorithm", "fomaml", sorted(meta_job.ALGORITHMS), "Meta-learning algorithm.")
 flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
                   "classic: theta += eps * mean(phi - theta); adam: theta - phi fed to Adam.")
-flags.DEFINE_string("data", None, "Multi-domain labeled data (any reader format with domains).")
+flags.DEFINE_string("data", None, "Multi-domain labeled data (any reader format with domains); "
+                    f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
 flags.DEFINE_list("test_domains", [], "Held-out domains: never meta-trained on, meta-tested.")
 flags.DEFINE_integer("num_train_task", 50, "Meta-training tasks (drawn once, reused each epoch).")
 flags.DEFINE_integer("num_test_task", 3, "Meta-test tasks from the test domains.")
@@ -89,7 +91,7 @@ def run():
       label_list=FLAGS.label_list, max_seq_length=FLAGS.max_seq_length,
       precision=FLAGS.precision, pooling=FLAGS.pooling, save_every_steps=FLAGS.save_every_steps,
       meta=config_from_flags())
-  if not os.path.exists(job.data):
+  if not datasets.exists(job.data):
     raise DataError(job.data, "file or directory not found")
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)

@@ -4,6 +4,8 @@ import json
 import os
 import tempfile
 
+from data_prep.examples import DataError
+
 
 @contextlib.contextmanager
 def atomic_open(path, mode="w", encoding="utf-8"):
@@ -21,6 +23,24 @@ def atomic_open(path, mode="w", encoding="utf-8"):
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def check_writable(path, flag):
+  """DataError unless `path` can be written as a file; checked before slow work, not after it.
+
+  The nearest existing folder above `path` must take a new file (atomic_open makes the rest).
+  """
+  if os.path.isdir(path):
+    raise DataError(path, f"{flag} is a directory; expected a file path")
+  directory = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(directory):
+    directory = os.path.dirname(directory)
+  if not os.path.isdir(directory):
+    raise DataError(path, f"{flag} cannot be written: {directory} is not a directory")
+  try:  # a real probe: permission bits do not bind root, and mounts may be read-only
+    tempfile.TemporaryFile(dir=directory).close()
+  except OSError as e:
+    raise DataError(path, f"{flag} cannot be written in {directory} ({e.strerror})") from None
 
 
 def _umask():
