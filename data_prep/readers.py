@@ -292,14 +292,14 @@ def _find_columns(path, fields, required, first, header):
     suggest = ",".join(f"{key}=N" for key in missing)
     preview = " ".join(f"{i}={_short(cell)!r}" for i, cell in enumerate(first))
     if not header:
-      hint = f"the file has {len(first)} columns, first row {preview}; give 0-based indices, " \
-             f"e.g. {path}:header=none,{suggest}"
+      hint = (f"the file has {len(first)} columns, first row {preview}; give 0-based indices, "
+              f"e.g. {path}:header=none,{suggest}")
     elif any(not c.strip() or _NUMBER.fullmatch(c.strip()) or len(c) > 40 for c in first):
-      hint = f"the first row looks like data, not a header: {preview}; no header? use " \
-             f"{path}:header=none,{suggest} (N: 0-based column index)"
+      hint = (f"the first row looks like data, not a header: {preview}; no header? use "
+              f"{path}:header=none,{suggest} (N: 0-based column index)")
     else:
-      hint = f"the header has {preview}; choose them by name or 0-based index, e.g. " \
-             f"{path}:{suggest}"
+      hint = (f"the header has {preview}; choose them by name or 0-based index, e.g. "
+              f"{path}:{suggest}")
     raise DataError(path, f"no column for {wanted}: {hint}")
   return columns
 
