@@ -15,19 +15,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ info lines o
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
+from data_prep import readers  # noqa: E402
 from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import backbones  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import finetune_job  # noqa: E402
+from metabert_tf import io_utils  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
 from metabert_tf import training  # noqa: E402
 
 run_utils.define_common_flags()
 flags.adopt_module_key_flags(run_utils)  # --help lists the shared flags too
-flags.DEFINE_string("train_file", None, "Training data: any reader format or a tf_record.")
-flags.DEFINE_string("eval_file", None, "Evaluation data: any reader format or a tf_record.")
+flags.DEFINE_string("train_file", None, "Training data: any reader format or a tf_record; "
+                    f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
+flags.DEFINE_string("eval_file", None, "Evaluation data: any reader format or a tf_record; "
+                    f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
 flags.DEFINE_string("task", None, "LEOPARD-layout task name under --data_dir (with --k, --split).")
 flags.DEFINE_integer("k", None, "Examples per label of the k-shot split (with --task).")
 flags.DEFINE_integer("split", 0, "Which k-shot split F (0..9) (with --task).")
@@ -77,7 +80,7 @@ def data_paths():
     paths = (None if FLAGS.zero_shot else datasets.resolve(FLAGS.train_file, FLAGS.data_dir),
              eval_file)
   for flag, path in zip(("--train_file", "--eval_file"), paths):
-    if path and not tf.io.gfile.exists(path):
+    if path and not datasets.exists(path):
       raise DataError(path, f"file not found ({flag})")
   return paths
 
@@ -89,7 +92,7 @@ def run():
   backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case).check_max_seq_length(
       FLAGS.max_seq_length)
   if FLAGS.export and FLAGS.export_dir:
-    run_utils.check_writable(FLAGS.export_dir, "export_dir")
+    io_utils.check_writable(FLAGS.export_dir, "--export_dir", directory=True)
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   job = finetune_job.FinetuneJob(

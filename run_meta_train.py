@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from data_prep import readers  # noqa: E402
 from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import backbones  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
@@ -40,7 +41,8 @@ flags.DEFINE_enum("algorithm", "fomaml", sorted(meta_job.ALGORITHMS) + list(SUPE
                   "an adversarial domain classifier).")
 flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
                   "classic: theta += eps * mean(phi - theta); adam: theta - phi fed to Adam.")
-flags.DEFINE_string("data", None, "Multi-domain labeled data (any reader format with domains).")
+flags.DEFINE_string("data", None, "Multi-domain labeled data (any reader format with domains); "
+                    f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
 flags.DEFINE_list("test_domains", [], "Held-out domains: never meta-trained on, meta-tested.")
 flags.DEFINE_integer("num_train_task", 50, "Meta-training tasks (drawn once, reused each epoch).")
 flags.DEFINE_integer("num_test_task", 3, "Meta-test tasks from the test domains.")
@@ -150,7 +152,7 @@ def run():
   validate_flags()
   data = datasets.resolve(FLAGS.data, FLAGS.data_dir)
   for path in (data, datasets.resolve(FLAGS.eval_data, FLAGS.data_dir)):
-    if path and not os.path.exists(path):
+    if path and not datasets.exists(path):
       raise DataError(path, "file or directory not found")
   backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case).check_max_seq_length(
       FLAGS.max_seq_length)  # before output_dir is made

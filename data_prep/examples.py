@@ -22,14 +22,15 @@ class DataError(ValueError):
 class LabeledExample:
   """One labeled text (or text pair).
 
-  `label` is always a string (LEOPARD "positive", Amazon "positive", a rating "5", ...);
-  label ids are assigned later from a label map, never by the reader.
+  `label` is a string (LEOPARD "positive", Amazon "positive", a rating "5", ...); label ids are
+  assigned later from a label map, never by the reader. It is None only for text read to be
+  predicted (`read_examples(..., require_label=False)`) that has no label.
   `domain` is the domain/task name for multi-domain data, else None.
   `input_ids`/`segment_ids` are set only by readers of already-encoded data (the original
   LEOPARD tf_records, whose text is not recoverable without their cased vocabulary).
   """
   text_a: Optional[str]
-  label: str
+  label: Optional[str]
   text_b: Optional[str] = None
   domain: Optional[str] = None
   input_ids: Optional[Sequence[int]] = None

@@ -106,7 +106,8 @@ def select_domain(examples, domain, path):
 
 def define_flags():
   """Defined on demand, not at import: importing this module must not claim common flag names."""
-  flags.DEFINE_string("input", None, "Labeled examples in any format readers.read_examples reads.")
+  flags.DEFINE_string("input", None, "Labeled examples in any format readers.read_examples reads; "
+                      f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
   flags.DEFINE_string("task", None, "Task name for the output folder and file names.")
   flags.DEFINE_list("k", ["4", "8", "16"], "Examples per label, comma-separated.")
   flags.DEFINE_integer("num_splits", 10, "Number of random splits F = 0..num_splits-1.")

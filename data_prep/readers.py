@@ -1,7 +1,8 @@
 """Readers for labeled text; each returns list[LabeledExample].
 
 Formats: LEOPARD JSON, LEOPARD tf_records (leopard_tf_record.py), Blitzer Amazon `.review` files,
-Meta-BERT `dataset.json`, CSV/TSV, JSONL; read_examples() picks one by extension/layout.
+Meta-BERT `dataset.json`, CSV/TSV, JSONL; read_examples() picks one by extension/layout and takes
+a data spec `PATH[:key=value,...]` naming the columns (data_spec.py).
 Bad input raises DataError naming the file and where: "line N" (1-based) for CSV/TSV, JSONL and
 `.review` files, "record N (0-based)" for JSON lists and tf_records.
 """
@@ -10,10 +11,13 @@ from __future__ import annotations
 import csv
 import html
 import io
+import itertools
 import json
 import os
 import re
 
+from data_prep.data_spec import (  # noqa: F401 (re-exported for the CLIs)
+    FIELD_KEYS, SPEC_HELP, data_path, parse_data_spec, plain_path)
 from data_prep.examples import DataError, LabeledExample
 from data_prep.leopard_tf_record import read_leopard_tf_record, task_from_filename
 
@@ -26,6 +30,8 @@ AMAZON_LABELS = ("positive", "negative")
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _REVIEW = re.compile(r"<review>(.*?)</review>", re.S)
 _REVIEW_TEXT = re.compile(r"<review_text>(.*?)</review_text>", re.S)
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+_REQUIRED = frozenset(("text", "label"))
 _JSON_TYPES = {dict: "object", list: "list", str: "string", int: "integer", float: "number",
                bool: "boolean", type(None): "null"}
 
@@ -46,14 +52,16 @@ def read_jsonl(path, text_field="text", label_field="label", text_b_field=None, 
 
 
 def read_delimited(path, text_column="text", label_column="label", text_b_column=None,
-                   domain_column=None, delimiter=None):
-  """CSV (`.csv`, quoted fields allowed) or TSV (`.tsv`, no quoting) with a header row.
+                   domain_column=None, delimiter=None, header=True):
+  """CSV (`.csv`, quoted fields allowed) or TSV (`.tsv`, no quoting), with a header row or not.
 
-  TSV is read without quote handling, as BERT's `_read_tsv` does: a stray `"` in a review must not
-  swallow the following lines. Pass `delimiter` for other extensions.
+  Columns are header names or 0-based indices (the only choice with `header=False`). TSV is read
+  without quote handling, as BERT's `_read_tsv` does: a stray `"` in a review must not swallow
+  the following lines. Pass `delimiter` for other extensions.
   """
-  return _read_delimited(path, _fields(text_column, label_column, text_b_column, domain_column),
-                         delimiter)
+  fields = _fields(text_column, label_column, text_b_column, domain_column)
+  return _read_delimited(path, fields, delimiter, header, _REQUIRED | {k for k in fields
+                                                                       if fields[k]})
 
 
 def read_amazon_reviews(root, domains=None):
@@ -83,38 +91,52 @@ def read_amazon_reviews(root, domains=None):
   return examples
 
 
-def read_examples(path, text_field=None, label_field=None, text_b_field=None, domain_field=None,
-                  delimiter=None, label_map=None, vocab_file=None, domains=None):
-  """Reads any supported input, chosen by layout and extension.
+def read_examples(spec, text_field=None, label_field=None, text_b_field=None, domain_field=None,
+                  delimiter=None, label_map=None, vocab_file=None, domains=None,
+                  require_label=True):
+  """Reads any supported input, chosen by layout and extension (or the spec's format=).
 
+  `spec` is a path or `PATH:key=value,...` (data_spec.py); its options override the arguments.
   A directory -> Amazon reviews (`domains`); `.json` -> LEOPARD JSON when records have `sentence1`
   (domain from the file name), else Meta-BERT style; `.jsonl`; `.csv`/`.tsv` (or any file with
-  `delimiter`); `.tf_record`/`.tfrecord` -> LEOPARD tf_record (`label_map`, `vocab_file`).
+  a delimiter); `.tf_record`/`.tfrecord` -> LEOPARD tf_record (`label_map`, `vocab_file`).
   Field/column names default to text (or sentence1), label, text_b (or sentence2), domain.
+  With `require_label=False` (prediction) a missing label gives examples with label None.
   """
-  path = os.fspath(path)
+  path, options = parse_data_spec(spec)
+  chosen = {"text": text_field, "label": label_field, "text_b": text_b_field,
+            "domain": domain_field}
+  chosen.update((key, options[key]) for key in FIELD_KEYS if key in options)
+  fields = {key: DEFAULT_FIELDS[key] if name is None else _names(name)
+            for key, name in chosen.items()}
+  # Columns the user named must exist; text and (unless optional) label always must.
+  required = {key for key, name in chosen.items() if name is not None} | {"text"}
+  required |= {"label"} if require_label else set()
+  ext = os.path.splitext(path)[1].lower()
   if os.path.isdir(path):
-    return read_amazon_reviews(path, domains)
+    return read_amazon_reviews(plain_path(spec), domains)
   if not os.path.exists(path):
     raise DataError(path, "no such file or directory")
-  chosen = (text_field, label_field, text_b_field, domain_field)
-  fields = {key: _names(name) if name else DEFAULT_FIELDS[key]
-            for key, name in zip(DEFAULT_FIELDS, chosen)}
-  ext = os.path.splitext(path)[1].lower()
+  ext = "." + options["format"] if "format" in options else ext
+  delimiter = options.get("delimiter", delimiter)
+  if ext in (".json", ".jsonl") and ({"header", "delimiter"} & set(options)):
+    raise DataError(path, "header= and delimiter= apply to CSV/TSV files, not JSON")
   if ext == ".json":
     data = _load_json(path)
     first = data[0] if isinstance(data, list) and data else None
     leopard = isinstance(first, dict) and "sentence1" in first and not any(
         name in first for name in fields["domain"])
-    return _json_list_examples(path, data, fields, task_from_filename(path) if leopard else None)
+    return _json_list_examples(path, data, fields, task_from_filename(path) if leopard else None,
+                               required)
   if ext == ".jsonl":
-    return _read_jsonl(path, fields)
+    return _read_jsonl(path, fields, required)
   if ext in _DELIMITERS or delimiter:
-    return _read_delimited(path, fields, delimiter)
+    return _read_delimited(path, fields, delimiter or _DELIMITERS[ext],
+                           options.get("header") != "none", required)
   if ext in (".tf_record", ".tfrecord"):
-    return read_leopard_tf_record(path, label_map, vocab_file)
+    return read_leopard_tf_record(plain_path(spec), label_map, vocab_file)
   raise DataError(path, f"unknown extension '{ext}' (expected .json, .jsonl, .csv, .tsv, "
-                  ".tf_record or a directory of <domain>/*.review)")
+                  ".tf_record or a directory of <domain>/*.review; or give PATH:format=...)")
 
 
 def load_leopard_label_map(label_maps_json, task):
@@ -138,7 +160,7 @@ def check_labels(examples, label_list, path):
 
 
 def _names(name):
-  return (name,) if isinstance(name, str) else tuple(name)
+  return (name,) if isinstance(name, (str, int)) else tuple(name)
 
 
 def _fields(text, label, text_b, domain):
@@ -150,7 +172,7 @@ def _json_type(value):
   return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def _read_text(path, fallback_encoding=None):
+def read_text(path, fallback_encoding=None):
   """Whole file as text, BOM dropped, newlines untranslated (csv needs them raw)."""
   path = os.fspath(path)
   if not os.path.exists(path):
@@ -172,7 +194,7 @@ def _read_text(path, fallback_encoding=None):
 
 def _load_json(path):
   try:
-    return json.loads(_read_text(path))
+    return json.loads(read_text(path))
   except json.JSONDecodeError as e:
     raise DataError(path, f"malformed JSON at line {e.lineno}:{e.colno}: {e.msg}") from None
 
@@ -183,16 +205,16 @@ def _nonempty(examples, path):
   return examples
 
 
-def _json_list_examples(path, data, fields, domain=None):
+def _json_list_examples(path, data, fields, domain=None, required=_REQUIRED):
   if not isinstance(data, list):
     raise DataError(path, f"expected a JSON list of objects, got {_json_type(data)}")
-  return _nonempty([_example(record, path, f"record {i} (0-based)", fields, domain)
-                    for i, record in enumerate(data)], path)
+  return _nonempty([_example(record, path, f"record {i} (0-based)", fields, domain,
+                             "label" in required) for i, record in enumerate(data)], path)
 
 
-def _read_jsonl(path, fields):
+def _read_jsonl(path, fields, required=_REQUIRED):
   examples = []
-  for line_number, line in enumerate(_read_text(path).split("\n"), 1):
+  for line_number, line in enumerate(read_text(path).split("\n"), 1):
     if not line.strip():
       continue
     where = f"line {line_number}"
@@ -200,38 +222,99 @@ def _read_jsonl(path, fields):
       record = json.loads(line)
     except json.JSONDecodeError as e:
       raise DataError(path, f"malformed JSON at column {e.colno}: {e.msg}", where) from None
-    examples.append(_example(record, path, where, fields))
+    examples.append(_example(record, path, where, fields, label_required="label" in required))
   return _nonempty(examples, path)
 
 
-def _read_delimited(path, fields, delimiter=None):
+def _read_delimited(path, fields, delimiter=None, header=True, required=_REQUIRED):
   ext = os.path.splitext(os.fspath(path))[1].lower()
   delimiter = delimiter or _DELIMITERS.get(ext)
   if delimiter is None:
     raise DataError(path, f"unknown extension '{ext}' (expected .csv or .tsv, or pass a delimiter)")
   quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-  reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=delimiter,
+  reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter,
                       quoting=quoting)
+  rows = _delimited_rows(reader, path, ext)
+  first = next(rows, None)
+  if first is None:
+    raise DataError(path, "no examples")
+  columns = _find_columns(path, fields, required, first[1], header)
+  # Records are keyed by the column's name (or "column N"), so errors name the column.
+  record_fields = {key: (columns[key][0],) if key in columns else () for key in fields}
+  shape = "the header has" if header else "the first row has"
   examples = []
+  for line, row in rows if header else itertools.chain([first], rows):
+    if len(row) != len(first[1]):
+      raise DataError(path, f"{len(row)} fields, {shape} {len(first[1])}", f"line {line}")
+    record = {name: row[index] for name, index in columns.values()}
+    examples.append(_example(record, path, f"line {line}", record_fields,
+                             label_required="label" in required))
+  return _nonempty(examples, path)
+
+
+def _delimited_rows(reader, path, ext):
+  """(line number where the row starts, row) of the non-empty rows."""
+  start = 1
   try:
-    header = next(reader)
-    start = reader.line_num + 1
     for row in reader:
-      where, start = f"line {start}", reader.line_num + 1
-      if not row:
-        continue
-      if len(row) != len(header):
-        raise DataError(path, f"{len(row)} fields, the header has {len(header)}", where)
-      examples.append(_example(dict(zip(header, row)), path, where, fields))
+      line, start = start, reader.line_num + 1
+      if row:
+        yield line, row
   except csv.Error as e:
     raise DataError(path, f"malformed {ext or 'delimited'} row: {e}",
                     f"line {reader.line_num}") from None
-  return _nonempty(examples, path)
+
+
+def _find_columns(path, fields, required, first, header):
+  """{key: (name, 0-based index)} of the columns to read; DataError listing the file's columns
+  when a required one is missing."""
+  columns, missing = {}, []
+  for key, names in fields.items():
+    for name in names:
+      if isinstance(name, int) and name < len(first):
+        columns[key] = f"column {name}", name
+        break
+      # Only the columns read are checked for duplicates: a duplicated column nobody reads is
+      # harmless, and erroring on it would refuse usable files.
+      if header and name in first:
+        if first.count(name) > 1:
+          indices = [i for i, column in enumerate(first) if column == name]
+          raise DataError(path, f"column '{name}' appears {len(indices)} times in the header "
+                          f"(columns {indices}); choose one by 0-based index, e.g. "
+                          f"{key}={indices[0]}", "line 1")
+        columns[key] = name, first.index(name)
+        break
+    else:
+      if key in required:
+        missing.append(key)
+  if missing:
+    wanted = ", ".join(f"{key} ({' or '.join(map(_column, fields[key]))})" for key in missing)
+    suggest = ",".join(f"{key}=N" for key in missing)
+    preview = " ".join(f"{i}={_short(cell)!r}" for i, cell in enumerate(first))
+    if not header:
+      hint = (f"the file has {len(first)} columns, first row {preview}; give 0-based indices, "
+              f"e.g. {path}:header=none,{suggest}")
+    elif any(not c.strip() or _NUMBER.fullmatch(c.strip()) or len(c) > 40 for c in first):
+      hint = (f"the first row looks like data, not a header: {preview}; no header? use "
+              f"{path}:header=none,{suggest} (N: 0-based column index)")
+    else:
+      hint = (f"the header has {preview}; choose them by name or 0-based index, e.g. "
+              f"{path}:{suggest}")
+    raise DataError(path, f"no column for {wanted}: {hint}")
+  return columns
+
+
+def _column(name):
+  return f"column {name}" if isinstance(name, int) else f"'{name}'"
+
+
+def _short(cell, width=30):
+  return cell if len(cell) <= width else cell[:width - 3] + "..."
 
 
 def _read_review_file(path, label, domain):
   # Blitzer's original files may hold latin-1 bytes; the copies in ../shared are UTF-8.
-  text = _read_text(path, fallback_encoding="latin-1")
+  text = read_text(path, fallback_encoding="latin-1")
   examples = []
   for block in _REVIEW.finditer(text):
     body = _REVIEW_TEXT.search(block.group(1))
@@ -246,28 +329,38 @@ def _read_review_file(path, label, domain):
   return examples
 
 
-def _example(record, path, where, fields, domain=None):
-  """Validates one record (dict) and builds the example; `domain` overrides the domain field."""
+def _example(record, path, where, fields, domain=None, label_required=True):
+  """Validates one record (dict) and builds the example; `domain` overrides the domain field.
+
+  Without `label_required`, a record without a label gives label None (text to predict).
+  """
   if not isinstance(record, dict):
     raise DataError(path, f"expected an object, got {_json_type(record)}", where)
   text_a = _text(record, fields["text"], path, where, required=True)
   # An empty second text means "no pair" (a CSV has no other way to say so).
   text_b = _text(record, fields["text_b"], path, where, required=False, allow_empty=True) or None
-  name, label = _lookup(record, fields["label"], path, where, required=True)
+  if domain is None:
+    domain = _text(record, fields["domain"], path, where, required=False, allow_empty=True) or None
+  return LabeledExample(text_a=text_a, label=_label(record, fields["label"], path, where,
+                                                    label_required), text_b=text_b, domain=domain)
+
+
+def _label(record, names, path, where, required):
+  name, label = _lookup(record, names, path, where, required)
+  if name is None:
+    return None
   if isinstance(label, bool) or not isinstance(label, (str, int)):
     raise DataError(path, f"field '{name}' must be a string or integer, got {_json_type(label)}",
                     where)
   label = str(label)
   if not label.strip():
     raise DataError(path, f"empty label in field '{name}'", where)
-  if domain is None:
-    domain = _text(record, fields["domain"], path, where, required=False, allow_empty=True) or None
-  return LabeledExample(text_a=text_a, label=label, text_b=text_b, domain=domain)
+  return label
 
 
 def _lookup(record, names, path, where, required):
   """(name, value) of the first of `names` in `record`; (None, None) if absent and optional."""
-  for name in names:
+  for name in map(str, names):  # an index given for a JSON field is that field's name
     if name in record and record[name] is not None:
       return name, record[name]
   if required:

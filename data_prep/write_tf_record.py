@@ -3,7 +3,8 @@ r"""Encode labeled text into a BERT-format tf_record (+ `<file>.meta.json`) for 
   python -m data_prep.write_tf_record --input train.jsonl --output train.tf_record \
       --bert_model minilm-l6 --max_seq_length 128 [--label_list neg,pos] [--with_domains]
 
---input is any reader format (see data_prep.readers.read_examples). The vocabulary and casing
+--input is any reader format (see data_prep.readers.read_examples), with columns chosen by a data
+spec such as `glue/CoLA/train.tsv:header=none,text=3,label=1`. The vocabulary and casing
 come from --bert_model, so the records match the model that will read them.
 """
 import sys
@@ -18,7 +19,8 @@ from metabert_tf import records
 from metabert_tf import run_utils
 from metabert_tf import tokenization
 
-flags.DEFINE_string("input", None, "Labeled data in any reader format.")
+flags.DEFINE_string("input", None, "Labeled data in any reader format; CSV/TSV/JSON columns as "
+                    f"{readers.SPEC_HELP}.")
 flags.DEFINE_string("output", None, "The tf_record to write.")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone whose vocabulary/casing to use.")
 flags.DEFINE_bool("do_lower_case", None, "Override the backbone's casing.")

@@ -2,6 +2,7 @@
 import os
 
 from absl import logging
+import tensorflow as tf
 
 from data_prep import readers
 from data_prep.examples import DataError
@@ -10,11 +11,17 @@ from metabert_tf import records
 TF_RECORD_SUFFIXES = (".tf_record", ".tfrecord")
 
 
-def resolve(path, data_dir):
-  """Relative paths are looked up under --data_dir (when given)."""
+def resolve(spec, data_dir):
+  """Relative paths are looked up under --data_dir (when given); a data spec keeps its options."""
+  path = readers.data_path(spec) if spec else spec
   if path and data_dir and not os.path.isabs(path) and not os.path.exists(path):
-    return os.path.join(data_dir, path)
-  return path
+    return os.path.join(data_dir, spec)
+  return spec
+
+
+def exists(spec):
+  """Whether the file or directory of a path or data spec (PATH:options) exists."""
+  return tf.io.gfile.exists(readers.data_path(spec))
 
 
 def leopard_files(data_dir, task, k, split):
@@ -35,13 +42,13 @@ def leopard_files(data_dir, task, k, split):
   raise DataError(data_dir, f"no directory for task {task!r}")
 
 
-def is_tf_record(path):
-  return path.endswith(TF_RECORD_SUFFIXES)
+def is_tf_record(spec):
+  return readers.data_path(spec).endswith(TF_RECORD_SUFFIXES)
 
 
-def read(path):
+def read(spec):
   """LabeledExamples from any reader format (not tf_records: those are already encoded)."""
-  return readers.read_examples(path)
+  return readers.read_examples(spec)
 
 
 def choose_label_list(example_sets, explicit=None, model=None, source="data",
@@ -84,7 +91,7 @@ def sort_labels(labels):
 
 def record_label_list(path):
   """The label list stored beside a tf_record we wrote (None for other files)."""
-  meta = records.read_metadata(path) if is_tf_record(path) else None
+  meta = records.read_metadata(readers.plain_path(path)) if is_tf_record(path) else None
   return meta.get("label_list") if meta else None
 
 
@@ -106,6 +113,7 @@ def unseen_labels(examples, label_list, source, allow):
 def load_features(path, input_encoder, label_list, allow_unseen_labels=False):
   """Encoded features of one file; tf_records are validated against max_seq_length/labels."""
   if is_tf_record(path):
+    path = readers.plain_path(path)
     features, meta = records.load(path, input_encoder.max_seq_length, len(label_list))
     if meta is None:
       logging.warning("%s has no .meta.json: its vocabulary cannot be checked; the records must "
@@ -127,7 +135,7 @@ def multidomain_features(path, input_encoder, explicit_labels=None, model_labels
   format whose examples all have a domain, or a BERT tf_record written with domain_ids, whose
   .meta.json names its labels and domains (and whose vocabulary must be the model's)."""
   if is_tf_record(path):
-    meta = records.read_metadata(path)
+    meta = records.read_metadata(readers.plain_path(path))
     if not meta or not meta.get("domain_list"):
       raise DataError(path, "multi-domain training needs records with domain_ids and their "
                       ".meta.json: write them with data_prep.write_tf_record --with_domains")

@@ -64,7 +64,7 @@ def run_job(job: FinetuneJob, strategy=None):
   run_utils.set_seed(job.train.seed)
   run_utils.set_precision(job.precision)
   for path in (job.train_path, job.eval_path):  # fail before the slow model load
-    if path and not os.path.exists(path):
+    if path and not datasets.exists(path):
       raise DataError(path, "file not found")
   with strategy.scope():
     backbone = backbones.load_backbone(job.bert_model, job.do_lower_case, job.dropout)

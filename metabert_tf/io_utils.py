@@ -4,6 +4,8 @@ import json
 import os
 import tempfile
 
+from data_prep.examples import DataError
+
 
 @contextlib.contextmanager
 def atomic_open(path, mode="w", encoding="utf-8"):
@@ -21,6 +23,25 @@ def atomic_open(path, mode="w", encoding="utf-8"):
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def check_writable(path, flag, directory=False):
+  """DataError unless `path` can be written as a file (or made a `directory`); checked before
+  slow work, not after it. The nearest existing folder at or above `path` must take a new file
+  (atomic_open and makedirs make the rest)."""
+  if directory and os.path.exists(path) and not os.path.isdir(path):
+    raise DataError(path, f"{flag} exists and is not a directory")
+  if not directory and os.path.isdir(path):
+    raise DataError(path, f"{flag} is a directory; expected a file path")
+  existing = path if directory and os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise DataError(path, f"{flag} cannot be written: {existing} is not a directory")
+  try:  # a real probe: permission bits do not bind root, and mounts may be read-only
+    tempfile.TemporaryFile(dir=existing).close()
+  except OSError as e:
+    raise DataError(path, f"{flag} cannot be written in {existing} ({e.strerror})") from None
 
 
 def _umask():

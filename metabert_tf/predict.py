@@ -1,9 +1,14 @@
-r"""Predict labels for raw text with an exported SavedModel.
+r"""Predict labels for text with an exported SavedModel.
 
   python -m metabert_tf.predict --model_dir out/export --input texts.txt --output preds.jsonl
+  python -m metabert_tf.predict --model_dir out/export --output preds.jsonl \
+      --input '../shared/data/meta_train/glue/SST-2/dev.tsv:text=sentence'
 
---input is a text file (one example per line) or JSONL (`text`, optional `text_b`; also
-`sentence1`/`sentence2`). Each output line: {"text", ["text_b"], "label", "probabilities"}.
+--input is a `.txt` file (or one without extension), one example per line, or anything the
+readers read (.json, .jsonl, .csv, .tsv, a `PATH:text=...,label=...` data spec): its text
+column(s) are the input and its labels, where present, the gold labels: each output row then
+has "gold", and the accuracy goes to stderr. Each output line: {"text", ["text_b"], "label",
+"probabilities", ["gold"]}. tf_records (encoded ids, no text) are refused.
 """
 import json
 import os
@@ -15,48 +20,65 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 from tqdm import tqdm
 
-from data_prep.examples import DataError
+from data_prep import readers
+from data_prep.examples import DataError, LabeledExample
+from metabert_tf import datasets
 from metabert_tf import io_utils
 from metabert_tf import run_utils
 
 flags.DEFINE_string("model_dir", None, "An exported SavedModel (run_finetune.py --export_dir).")
-flags.DEFINE_string("input", None, "Text file (one example per line) or .jsonl.")
+flags.DEFINE_string("input", None, "Text file (one example per line), or any reader format as "
+                    f"{readers.SPEC_HELP} (labels, if any, are scored).")
 flags.DEFINE_string("output", None, "Where to write JSONL predictions.")
-flags.DEFINE_integer("batch_size", 64, "Examples per call.")
+flags.DEFINE_integer("batch_size", 64, "Examples per call.", lower_bound=1)
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.mark_flags_as_required(["model_dir", "input", "output"])
 FLAGS = flags.FLAGS
+TEXT_LINES = ("", ".txt")  # extensions read as one example per line
 
 
-def read_inputs(path):
-  """[(text_a, text_b or None)] from a .txt or .jsonl file, with clear errors."""
-  if not os.path.isfile(path):
-    raise DataError(path, "file not found")
-  rows = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      if path.endswith(".jsonl"):
-        try:
-          obj = json.loads(line)
-        except json.JSONDecodeError as e:
-          raise DataError(path, f"not valid JSON ({e.msg})", f"line {line_no}") from None
-        text = obj.get("text", obj.get("sentence1")) if isinstance(obj, dict) else None
-        if not isinstance(text, str):
-          raise DataError(path, "expected an object with a string field 'text'", f"line {line_no}")
-        text_b = obj.get("text_b", obj.get("sentence2"))
-        if text_b is not None and not isinstance(text_b, str):
-          raise DataError(path, "'text_b' must be a string", f"line {line_no}")
-        rows.append((text, text_b))
-      else:
-        rows.append((line.rstrip("\n"), None))
-  if not rows:
+def read_inputs(spec):
+  """LabeledExamples (label None where the input has none) from a .txt file or a reader format."""
+  path, options = readers.parse_data_spec(spec)
+  if datasets.is_tf_record(path):
+    raise DataError(path, "tf_records hold encoded ids, not text: predict reads .txt (one example "
+                    "per line), .json, .jsonl, .csv or .tsv")
+  if options or os.path.isdir(path) or os.path.splitext(path)[1].lower() not in TEXT_LINES:
+    examples = readers.read_examples(spec, require_label=False)
+  else:
+    lines = (line.rstrip("\r") for line in readers.read_text(path).split("\n"))
+    examples = [LabeledExample(line, None) for line in lines if line.strip()]
+  if not examples:
     raise DataError(path, "no examples")
-  pairs = {b is not None for _, b in rows}
-  if len(pairs) > 1:
+  if len({e.text_b is not None for e in examples}) > 1:
     raise DataError(path, "mixes single texts and text pairs; use one kind per file")
-  return rows
+  return examples
+
+
+def score(results, examples, label_list=None):
+  """Adds "gold" to the rows of labelled examples; returns (count, accuracy), None if none.
+
+  Gold labels the model does not know (`label_list`) count as wrong, with a warning naming them.
+  """
+  scored = [(row, e.label) for row, e in zip(results, examples) if e.label is not None]
+  if not scored:
+    return None
+  unknown = sorted({gold for _, gold in scored} - set(label_list)) if label_list else []
+  if unknown:
+    print(f"warning: gold labels {unknown} are not among the model's labels {label_list}: "
+          "their examples count as wrong", file=sys.stderr)
+  for row, gold in scored:
+    row["gold"] = gold
+  return len(scored), sum(row["label"] == gold for row, gold in scored) / len(scored)
+
+
+def model_label_list(model_dir):
+  """The label list export.py writes beside the SavedModel (None for other SavedModels)."""
+  path = os.path.join(model_dir, "labels.json")
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f).get("label_list")
 
 
 def predict(model_dir, rows, batch_size=64, progress=True):
@@ -80,15 +102,20 @@ def predict(model_dir, rows, batch_size=64, progress=True):
 
 def main(_):
   with run_utils.user_errors_exit():
-    rows = read_inputs(FLAGS.input)
+    io_utils.check_writable(FLAGS.output, "--output")  # before the model load and inference
+    examples = read_inputs(FLAGS.input)
     if not os.path.exists(os.path.join(FLAGS.model_dir, "saved_model.pb")):
       raise DataError(FLAGS.model_dir, "not a SavedModel directory (no saved_model.pb); export "
                       "one with run_finetune.py")
-    results = predict(FLAGS.model_dir, rows, FLAGS.batch_size, FLAGS.progress)
+    results = predict(FLAGS.model_dir, [(e.text_a, e.text_b) for e in examples], FLAGS.batch_size,
+                      FLAGS.progress)
+    scored = score(results, examples, model_label_list(FLAGS.model_dir))
     with io_utils.atomic_open(FLAGS.output) as f:
       for row in results:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"wrote {len(results)} predictions to {FLAGS.output}", file=sys.stderr)
+    if scored:
+      print(f"accuracy {scored[1]:.4f} on {scored[0]} labelled examples", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -97,27 +97,12 @@ def chief_keeps(path, strategy):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_writable(path, flag, directory=True):
-  """Refuses an output path that cannot be written, before any work starts: a file where a
-  directory is wanted (or the reverse), or a location without write permission."""
-  kind = "directory" if directory else "file"
-  if os.path.exists(path) and os.path.isdir(path) != directory:
-    raise flags.ValidationError(f"--{flag} {path} exists and is not a {kind}")
-  existing = path if os.path.exists(path) else os.path.dirname(os.path.abspath(path))
-  while not os.path.exists(existing):  # the nearest ancestor that exists decides
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    raise flags.ValidationError(f"--{flag} {path}: {existing} is a file, not a directory")
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise flags.ValidationError(f"--{flag} {path}: no permission to write in {existing}")
-
-
 def start_run(output_dir, overwrite, strategy):
   """What both CLIs do before the job, on the chief only: prepare output_dir (resume or
   overwrite), record hyparams.txt and log to output_dir/log.txt."""
   if output_dir is None:
     raise flags.ValidationError("--output_dir is required")
-  check_writable(output_dir, "output_dir")
+  io_utils.check_writable(output_dir, "--output_dir", directory=True)
   if is_chief(strategy):
     resuming = prepare_output_dir(output_dir, overwrite)
     write_hyparams(output_dir, resuming)

@@ -17,8 +17,12 @@ def _run(*args, cwd=REPO_DIR):
 
 def test_run_finetune_then_predict(tmp_path, tiny_google_dir, toy_task):
   out = tmp_path / "out"
+  eval_tsv = tmp_path / "eval.tsv"  # no header, label first: read through a data spec
+  with open(toy_task["eval"]) as f:
+    eval_tsv.write_text("".join(f"{r['label']}\t{r['text']}\n" for r in map(json.loads, f)))
   proc = _run("run_finetune.py", f"--bert_model={tiny_google_dir}", f"--train_file={toy_task['train']}",
-              f"--eval_file={toy_task['eval']}", f"--output_dir={out}", "--max_seq_length=16",
+              f"--eval_file=eval.tsv:header=none,label=0,text=1", f"--data_dir={tmp_path}",
+              f"--output_dir={out}", "--max_seq_length=16",
               "--epochs=2", "--batch_size=8", "--noprogress")
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -31,19 +35,40 @@ def test_run_finetune_then_predict(tmp_path, tiny_google_dir, toy_task):
 
   texts = tmp_path / "texts.txt"
   texts.write_text("the movie is very good .\nthe book is boring .\n")
-  preds = tmp_path / "preds.jsonl"
-  proc = _run("-m", "metabert_tf.predict", f"--model_dir={out / 'export'}", f"--input={texts}",
-              f"--output={preds}")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = [json.loads(line) for line in preds.read_text().splitlines()]
+  rows, _ = _predict(tmp_path, out / "export", texts)
   assert [r["text"] for r in rows] == ["the movie is very good .", "the book is boring ."]
   assert all(r["label"] in ("negative", "positive") and len(r["probabilities"]) == 2 for r in rows)
+  assert not any("gold" in r for r in rows)
+
+  # A labelled CSV: its header is not an example, its labels are gold labels, not text.
+  labelled = tmp_path / "labelled.csv"
+  labelled.write_text("label,text\npositive,the movie is very good .\nneutral,the book .\n")
+  rows, stderr = _predict(tmp_path, out / "export", labelled)
+  assert [(r["text"], r["gold"]) for r in rows] == [("the movie is very good .", "positive"),
+                                                    ("the book .", "neutral")]
+  accuracy = (rows[0]["label"] == "positive") / 2
+  assert f"accuracy {accuracy:.4f} on 2 labelled examples" in stderr
+  assert "warning: gold labels ['neutral'] are not among the model's labels" in stderr
+  # A headerless TSV through a data spec, as run_finetune read its eval file above.
+  rows, _ = _predict(tmp_path, out / "export", f"{eval_tsv}:header=none,label=0,text=1")
+  assert len(rows) == 24 and {r["gold"] for r in rows} == {"negative", "positive"}
+
+
+def _predict(tmp_path, model_dir, spec):
+  preds = tmp_path / "preds.jsonl"
+  proc = _run("-m", "metabert_tf.predict", f"--model_dir={model_dir}", f"--input={spec}",
+              f"--output={preds}", "--noprogress")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return [json.loads(line) for line in preds.read_text().splitlines()], proc.stderr
 
 
 @pytest.mark.parametrize("flags,expected", [
     ([], "--output_dir must have a value"),
     (["--output_dir={tmp}/o", "--task=sentiment_books"], "--task needs --k"),
     (["--output_dir={tmp}/o", "--train_file={tmp}/missing.json"], "missing.json"),
+    (["--output_dir={tmp}/o", "--train_file={tmp}/missing.tsv:header=none,text=0,label=1"],
+     "missing.tsv:header=none,text=0,label=1: file not found (--train_file)"),
+    (["--output_dir={tmp}/o", "--train_file={train}:txt=0"], "unknown data spec key 'txt'"),
     (["--output_dir={tmp}/o", "--train_file={bad}"], "bad.jsonl:line 2"),
     (["--output_dir={tmp}/o", "--train_file={train}", "--bert_model={tmp}/nope"], "nope"),
     (["--output_dir={tmp}/o", "--train_file={train}", "--epochs=0"], "--epochs must be positive"),
@@ -69,7 +94,7 @@ def test_run_finetune_bad_input_is_one_line_error(tmp_path, toy_task, tiny_googl
   assert len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
   assert (tmp_path / "notours/precious.txt").exists()
-  if expected == "missing.json":  # data paths are checked before output_dir is made
+  if "missing" in expected:  # data paths are checked before output_dir is made
     assert not (tmp_path / "o").exists()
 
 
@@ -100,3 +125,55 @@ def test_predict_rejects_bad_input(tmp_path):
   proc = _run("-m", "metabert_tf.predict", f"--model_dir={tmp_path}", f"--input={good}",
               f"--output={tmp_path / 'o.jsonl'}")
   assert proc.returncode == 1 and "not a SavedModel directory" in proc.stderr
+
+
+def test_predict_refusals_come_before_the_model(tmp_path):
+  """model_dir is no SavedModel: each error below must come before that is found out."""
+  latin1 = tmp_path / "latin1.txt"
+  latin1.write_bytes("café crème\n".encode("latin-1"))
+  record = tmp_path / "x.tf_record"
+  record.write_bytes(b"")
+  (tmp_path / "a_file").write_text("")
+  ok = tmp_path / "ok.txt"
+  ok.write_text("fine\n")
+  for args, expected in [
+      ([f"--input={latin1}"], f"error: {latin1}: not UTF-8 text (byte 3"),
+      ([f"--input={record}"], "tf_records hold encoded ids, not text"),
+      ([f"--input={ok}", "--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
+      ([f"--input={ok}", f"--output={tmp_path}"], "--output is a directory; expected a file"),
+      ([f"--input={ok}", f"--output={tmp_path}/a_file/p.jsonl"], "is not a directory"),
+      ([f"--input={ok}", "--output=/proc/no_such_dir/p.jsonl"], "--output cannot be written"),
+  ]:
+    output = [] if any(a.startswith("--output") for a in args) else [f"--output={tmp_path}/o"]
+    proc = _run("-m", "metabert_tf.predict", f"--model_dir={tmp_path}", *args, *output)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith(("error:", "FATAL Flags"))]
+    assert proc.returncode == 1 and len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_cola_as_distributed_through_every_cli(shared_dir, tmp_path, tiny_google_dir):
+  cola = shared_dir / "data" / "meta_train" / "glue" / "CoLA" / "dev.tsv"
+  out = tmp_path / "cola.tf_record"
+  proc = _run("-m", "data_prep.write_tf_record", f"--input={cola}:header=none,text=3,label=1",
+              f"--output={out}", f"--bert_model={tiny_google_dir}", "--max_seq_length=16")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  meta = json.loads(out.with_name("cola.tf_record.meta.json").read_text())
+  assert meta["num_examples"] == 1043 and meta["label_counts"] == {"0": 322, "1": 721}
+  proc = _run("-m", "data_prep.kshot", f"--input={cola}:header=none,text=3,label=1,domain=0",
+              "--task=cola", "--k=2", "--num_splits=1", "--domain=ad03", f"--output_dir={tmp_path}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert len(json.loads((tmp_path / "cola" / "cola_train_0_2.json").read_text())) == 4
+  # Without a spec, every CLI that takes data says what to write instead.
+  hint = f"no header? use {cola}:header=none,text=N"  # predict: labels optional
+  for args in (["-m", "data_prep.write_tf_record", f"--input={cola}", f"--output={out}",
+                f"--bert_model={tiny_google_dir}"],
+               ["-m", "data_prep.kshot", f"--input={cola}", "--task=t", f"--output_dir={tmp_path}"],
+               ["run_finetune.py", f"--train_file={cola}", f"--output_dir={tmp_path}/f",
+                f"--bert_model={tiny_google_dir}", "--max_seq_length=16"],
+               ["run_meta_train.py", f"--data={cola}", f"--output_dir={tmp_path}/m",
+                f"--bert_model={tiny_google_dir}", "--max_seq_length=16"],
+               ["-m", "metabert_tf.predict", f"--input={cola}", f"--model_dir={tmp_path}",
+                f"--output={tmp_path}/p.jsonl"]):
+    proc = _run(*args)
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert proc.returncode == 1 and len(lines) == 1 and hint in lines[0], (args, proc.stderr[-2000:])

@@ -89,9 +89,9 @@ def test_output_paths_checked_before_any_work(tmp_path, tiny_google_dir, toy_tas
   a_file = tmp_path / "a_file"
   a_file.write_text("not a directory")
   line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={a_file}"))
-  assert f"--output_dir {a_file} exists and is not a directory" in line
+  assert f"{a_file}: --output_dir exists and is not a directory" in line
   line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={a_file}/sub"))
-  assert f"{a_file} is a file, not a directory" in line
+  assert f"--output_dir cannot be written: {a_file} is not a directory" in line
   line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={tmp_path}/o",
                               f"--export_dir={a_file}"))
   assert "--export_dir" in line and not (tmp_path / "o").exists()

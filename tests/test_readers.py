@@ -213,7 +213,8 @@ def test_check_labels(tmp_path):
     ("bad.jsonl", '{"label": "x"}\n', "line 1", "missing field 'text' (or 'sentence1')"),
     ("bad.csv", "text,label\na,x\n\"multi\nline\",y\nb\n", "line 5", "1 fields, the header has 2"),
     ("bad.csv", "text,label\na,x\n,y\n", "line 3", "empty text in field 'text'"),
-    ("bad.csv", "txt,label\na,x\n", "line 2", "missing field 'text'"),
+    ("bad.csv", "txt,label\na,x\n", "", "no column for text ('text' or 'sentence1'): the header "
+     "has 0='txt' 1='label'"),
     ("bad.tsv", "text\tlabel\n", "", "no examples"),
     ("bad.xml", "<a/>", "", "unknown extension '.xml'"),
 ])

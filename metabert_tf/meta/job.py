@@ -58,7 +58,7 @@ def run_meta_job(job: MetaJob, strategy=None):
   """Meta-trains (or resumes) `job`; returns (and writes to output_dir/results.json) results."""
   if job.algorithm not in ALGORITHMS:
     raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {job.algorithm!r}")
-  if not os.path.exists(job.data):
+  if not datasets.exists(job.data):
     raise DataError(job.data, "file or directory not found")
   strategy = strategy or tf.distribute.get_strategy()
   run_utils.set_seed(job.meta.seed)
