@@ -16,6 +16,7 @@ from official.nlp import optimization
 from tqdm import tqdm
 
 from metabert_tf import checkpoints
+from metabert_tf import io_utils
 from metabert_tf import records
 from metabert_tf import run_utils
 
@@ -45,11 +46,19 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
     optimizer = optimization.create_optimizer(
         config.learning_rate, total_steps, int(config.warmup_proportion * total_steps))
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+  # Resume checkpoints carry the optimizer (its Adam slots are 2/3 of the size); the final
+  # one is weights only: what --bert_model and a re-run of a finished run need.
   checkpoint = checkpoints.model_checkpoint(model, metadata, optimizer=optimizer, step=step)
+  weights = checkpoints.model_checkpoint(model, metadata, step=step)
   ckpt_dir = os.path.join(output_dir, "ckpt")
+  if run_utils.is_chief(strategy):
+    io_utils.remove_leftovers(ckpt_dir)
   latest = tf.train.latest_checkpoint(ckpt_dir)  # every worker resumes from the chief's
   if latest:
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    if checkpoints.has_optimizer(latest):
+      checkpoint.restore(latest).assert_existing_objects_matched()
+    else:
+      weights.read(latest).assert_existing_objects_matched()
     logging.info("Resumed from %s at step %d", latest, int(step.numpy()))
   train_step = _make_train_step(strategy, model, optimizer)
   writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
@@ -75,13 +84,23 @@ def finetune(strategy, model, train_features, output_dir, config, metadata):
         tf.summary.scalar("train/loss", loss, step=s)
         bar.update(1)
         bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}")
-        if s % save_every == 0 or s == total_steps:
+        if s == total_steps:
+          _save_final(weights, save_dir, s)
+        elif s % save_every == 0:
           manager.save(checkpoint_number=s)
   seconds = time.time() - start
   logging.info("Fine-tuned %d steps in %.1fs", total_steps, seconds)
   return {"train_steps": total_steps, "train_seconds": seconds,
           "train_examples_per_second": examples_seen / seconds if seconds > 0 else None,
           "checkpoint": tf.train.latest_checkpoint(ckpt_dir)}
+
+
+def _save_final(weights, directory, step):
+  """Writes the finished model, weights only, and then drops the resume checkpoints. In that
+  order, and the state file naming the new one before any deletion: killed at any moment,
+  the run is either resumable or finished."""
+  path = weights.write(os.path.join(directory, f"finetune-{step}"))
+  checkpoints.record_checkpoint(directory, path, keep=lambda name: False)
 
 
 def _make_train_step(strategy, model, optimizer):
