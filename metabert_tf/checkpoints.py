@@ -38,6 +38,12 @@ def _has_metadata(prefix):
     return False
 
 
+def has_optimizer(prefix):
+  """True for a checkpoint to resume training from; False for a weights-only one."""
+  return any(key.startswith("optimizer/")
+             for key in tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+
+
 def resolve_prefix(spec):
   """A checkpoint prefix, or a directory whose newest checkpoint is used."""
   if os.path.isdir(spec):
@@ -67,7 +73,10 @@ def record_checkpoint(directory, prefix, keep=lambda name: True):
       f'all_model_checkpoint_paths: "{p}"' for p in paths]
   io_utils.atomic_write_text(os.path.join(directory, "checkpoint"), "\n".join(lines) + "\n")
   for name in set(earlier) - set(paths):
-    for path in tf.io.gfile.glob(os.path.join(directory, name) + ".*"):
+    # The .index first: a kill part-way leaves data files without one, which
+    # io_utils.remove_leftovers knows, never an index naming missing data.
+    for path in sorted(tf.io.gfile.glob(os.path.join(directory, name) + ".*"),
+                       key=lambda p: not p.endswith(".index")):
       tf.io.gfile.remove(path)
 
 

@@ -61,6 +61,11 @@ def build_classifier(strategy, backbone, label_list, pooling, dropout=True):
 def run_job(job: FinetuneJob, strategy=None):
   """Runs `job`; returns (and writes to output_dir/results.json) its results."""
   strategy = strategy or tf.distribute.get_strategy()
+  if run_utils.is_chief(strategy):  # what a killed run left half-written (ckpt/: see training)
+    io_utils.remove_leftovers(job.output_dir)
+    if job.export_dir:
+      io_utils.remove_leftovers(os.path.dirname(os.path.abspath(job.export_dir)),
+                                names=[os.path.basename(os.path.abspath(job.export_dir))])
   run_utils.set_seed(job.train.seed)
   run_utils.set_precision(job.precision)
   for path in (job.train_path, job.eval_path):  # fail before the slow model load

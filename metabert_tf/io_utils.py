@@ -2,7 +2,11 @@
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
+
+from absl import logging
 
 from data_prep.examples import DataError
 
@@ -12,7 +16,7 @@ def atomic_open(path, mode="w", encoding="utf-8"):
   """Writes to a temp file beside `path`, renames it over `path` only on success."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+  fd, tmp = tempfile.mkstemp(dir=directory, **temp_name_parts(path))
   os.close(fd)
   os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
   try:
@@ -44,6 +48,12 @@ def check_writable(path, flag, directory=False):
     raise DataError(path, f"{flag} cannot be written in {existing} ({e.strerror})") from None
 
 
+def temp_name_parts(path):
+  """mkstemp/mkdtemp arguments for a temp entry that will be renamed to `path`:
+  `.<name>.<8 random characters>.tmp`, the name remove_leftovers knows."""
+  return {"prefix": "." + os.path.basename(os.path.abspath(path)) + ".", "suffix": ".tmp"}
+
+
 def _umask():
   mask = os.umask(0)
   os.umask(mask)
@@ -63,3 +73,45 @@ def atomic_write_text(path, text):
 
 def atomic_write_json(path, obj):
   atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+# What a SIGKILL leaves in the middle of a save (a clean exit or an exception leaves nothing):
+_OWN_TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # atomic_open, export (temp_name_parts)
+_LEFTOVERS = [
+    re.compile(r"\.export-[a-z0-9_]{8}"),          # export dirs before temp_name_parts
+    re.compile(r".+_temp(_[0-9a-f]{32})?"),          # TF checkpoint save: <prefix>_temp/part-*
+    re.compile(r".+\.tempstate\d+"),                 # TF tensor bundle being written
+    re.compile(r"checkpoint\.tmp[0-9a-f]{32}"),      # TF's atomic write of the state file
+]
+_DATA_FILE = re.compile(r"(?P<prefix>.+)\.data-\d{5}-of-\d{5}")
+
+
+def remove_leftovers(directory, names=None):
+  """Removes what an interrupted save left in `directory` (not below it) and logs it.
+
+  Only for directories of ours (an output dir, its ckpt/), and only the names above, plus
+  checkpoint data files without their .index (a merge or a deletion cut short). With `names`
+  (a directory shared with others, such as an --export_dir's parent), only the temp entries
+  of saving those names. Returns the removed paths."""
+  if not os.path.isdir(directory):
+    return []
+  entries = set(os.listdir(directory))
+  removed = []
+  for entry in sorted(entries):
+    own = _OWN_TEMP.fullmatch(entry)
+    if names is not None:
+      leftover = own is not None and own.group("name") in names
+    else:
+      data = _DATA_FILE.fullmatch(entry)
+      leftover = (own is not None or any(p.fullmatch(entry) for p in _LEFTOVERS)
+                  or (data is not None and data.group("prefix") + ".index" not in entries))
+    if leftover:
+      path = os.path.join(directory, entry)
+      if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+      else:
+        os.remove(path)
+      removed.append(path)
+  if removed:
+    logging.info("Removed what an interrupted save left: %s", ", ".join(removed))
+  return removed

@@ -1,10 +1,12 @@
 """What every entry point does the same way: output dirs, hyparams.txt, the log file,
 distribution strategies, precision, and one-line errors instead of tracebacks."""
 import contextlib
+import ctypes
 import logging as py_logging
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -205,6 +207,7 @@ def start_grid(output_dir, free_flags):
   os.makedirs(output_dir, exist_ok=True)
   log_to_file(output_dir)
   if not is_grid_cell():
+    io_utils.remove_leftovers(output_dir)
     write_hyparams(output_dir, resuming=True, free=free_flags,
                    start_over="give another --output_dir (or delete this one) to start over")
 
@@ -221,10 +224,34 @@ def run_cells_in_children(module, cells, output_dir):
   for i, (name, cell_flags) in enumerate(cells):
     print(f"[{i + 1}/{len(cells)}] {name}", flush=True)
     child = subprocess.run([sys.executable, "-m", module, *sys.argv[1:], *cell_flags,
-                            "--noprocess_per_cell"], env=env, check=False)
+                            "--noprocess_per_cell"], env=env, check=False,
+                           preexec_fn=die_with_parent())
     if child.returncode:  # the child has printed its error; this says how to go on
       raise SystemExit(f"error: {name} failed (exit {child.returncode}); see {output_dir}/log.txt."
                        " Re-running the same command resumes from the finished runs.")
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(parent=None):
+  """A subprocess preexec_fn that has the child SIGKILLed when this process dies, however it
+  dies (Linux's prctl(PR_SET_PDEATHSIG)): a killed grid driver leaves no cell running and
+  writing. None (nothing to do) where there is no prctl. `parent`: the pid to outlive
+  (default: this process)."""
+  if not sys.platform.startswith("linux"):
+    return None
+  try:
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+  except (OSError, AttributeError):
+    return None
+  parent = os.getpid() if parent is None else parent
+
+  def preexec():
+    prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    if os.getppid() != parent:  # the parent died before prctl ran: no signal will come
+      os._exit(1)
+  return preexec
 
 
 def print_result(text):

@@ -19,6 +19,7 @@ from official.nlp import optimization
 from tqdm import tqdm
 
 from metabert_tf import checkpoints
+from metabert_tf import io_utils
 from metabert_tf import objectives
 from metabert_tf import records
 from metabert_tf import run_utils
@@ -44,7 +45,7 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
   """Fine-tunes `model` (built under `strategy.scope()`) and returns training statistics.
 
   `objective` (default: objectives.CrossEntropy) gives the per-example loss; the layers it
-  adds are trained with the model and checkpointed beside it."""
+  adds are trained with the model and checkpointed beside it (in the final checkpoint too)."""
   objective = objective or objectives.CrossEntropy()
   n = len(train_features["label_ids"])
   steps_per_epoch = math.ceil(n / config.batch_size)
@@ -54,12 +55,21 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
         config.learning_rate, total_steps, int(config.warmup_proportion * total_steps))
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     objective.build(model)
+  # Resume checkpoints carry the optimizer (its Adam slots are 2/3 of the size); the final
+  # one is weights only: what --bert_model and a re-run of a finished run need.
+  extras = objective.extras()
   checkpoint = checkpoints.model_checkpoint(model, metadata, optimizer=optimizer, step=step,
-                                            **objective.extras())
+                                            **extras)
+  weights = checkpoints.model_checkpoint(model, metadata, step=step, **extras)
   ckpt_dir = os.path.join(output_dir, "ckpt")
+  if run_utils.is_chief(strategy):
+    io_utils.remove_leftovers(ckpt_dir)
   latest = tf.train.latest_checkpoint(ckpt_dir)  # every worker resumes from the chief's
   if latest:
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    if checkpoints.has_optimizer(latest):
+      checkpoint.restore(latest).assert_existing_objects_matched()
+    else:
+      weights.read(latest).assert_existing_objects_matched()
     logging.info("Resumed from %s at step %d", latest, int(step.numpy()))
   train_step = _make_train_step(strategy, model, optimizer, objective)
   writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
@@ -87,13 +97,23 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
         tf.summary.scalar("train/loss", loss, step=s)
         bar.update(1)
         bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}")
-        if s % save_every == 0 or s == total_steps:
+        if s == total_steps:
+          _save_final(weights, save_dir, s)
+        elif s % save_every == 0:
           manager.save(checkpoint_number=s)
   seconds = time.time() - start
   logging.info("Fine-tuned %d steps in %.1fs", total_steps, seconds)
   return {"train_steps": total_steps, "train_seconds": seconds,
           "train_examples_per_second": examples_seen / seconds if seconds > 0 else None,
           "checkpoint": tf.train.latest_checkpoint(ckpt_dir)}
+
+
+def _save_final(weights, directory, step):
+  """Writes the finished model, weights only, and then drops the resume checkpoints. In that
+  order, and the state file naming the new one before any deletion: killed at any moment,
+  the run is either resumable or finished."""
+  path = weights.write(os.path.join(directory, f"finetune-{step}"))
+  checkpoints.record_checkpoint(directory, path, keep=lambda name: False)
 
 
 def _make_train_step(strategy, model, optimizer, objective):

@@ -11,6 +11,7 @@ from metabert_tf import backbones
 from metabert_tf import finetune_job
 from metabert_tf import predict
 from metabert_tf import training
+from tests import killable
 
 
 def _job(tmp_path, name, bert_model, toy_task, **overrides):
@@ -29,7 +30,7 @@ def _weights(prefix):
           if k.startswith(("encoder/", "head/")) and "OPTIMIZER_SLOT" not in k}
 
 
-def test_finetune_learns_and_writes_outputs(tmp_path, tiny_google_dir, toy_task):
+def test_finetune_learns_and_writes_outputs(tmp_path, tiny_google_dir, toy_task, monkeypatch):
   job = _job(tmp_path, "run", tiny_google_dir, toy_task, export_dir=str(tmp_path / "run/export"))
   results = finetune_job.run_job(job)
   assert results["accuracy"] >= 0.9, results
@@ -38,12 +39,23 @@ def test_finetune_learns_and_writes_outputs(tmp_path, tiny_google_dir, toy_task)
   saved = json.load(open(tmp_path / "run/results.json"))
   assert saved["accuracy"] == results["accuracy"]
   assert tf.train.latest_checkpoint(str(tmp_path / "run/ckpt")).endswith("finetune-48")
+  # The finished model alone remains, without the optimizer's slots (2/3 of a resume checkpoint).
+  assert sorted(os.listdir(tmp_path / "run/ckpt")) == [
+      "checkpoint", "finetune-48.data-00000-of-00001", "finetune-48.index"]
+  keys = tf.train.load_checkpoint(results["checkpoint"]).get_variable_to_shape_map()
+  assert not any("optimizer" in k.lower() for k in keys) and _weights(results["checkpoint"])
   assert os.listdir(tmp_path / "run/tensorboard")
   # The export takes raw strings and agrees with the trained model.
   rows = [("the movie is very good .", None), ("the book is very boring .", None)]
   preds = predict.predict(job.export_dir, rows, progress=False)
   assert [p["label"] for p in preds] == ["positive", "negative"]
   assert all(abs(sum(p["probabilities"]) - 1) < 1e-5 for p in preds)
+  # The same job again: a finished run is evaluated and exported again, not trained again.
+  monkeypatch.setattr(training, "_make_train_step",
+                      lambda *args: lambda batch: pytest.fail("trained again"))
+  again = finetune_job.run_job(job)
+  assert again["accuracy"] == results["accuracy"] and again["checkpoint"] == results["checkpoint"]
+  assert predict.predict(job.export_dir, rows, progress=False) == preds
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_google_dir, toy_task, monkeypatch):
@@ -67,10 +79,32 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_google_dir, toy_ta
   job = _job(tmp_path, "resumed", tiny_google_dir, toy_task, train=config)
   with pytest.raises(KeyboardInterrupt):
     finetune_job.run_job(job)
-  assert tf.train.latest_checkpoint(job.output_dir + "/ckpt").endswith("finetune-4")
+  ckpt_dir = job.output_dir + "/ckpt"
+  assert tf.train.latest_checkpoint(ckpt_dir).endswith("finetune-4")
+  # What SIGKILLs leave: a checkpoint save cut short (TF's <prefix>_temp/), an atomic write's
+  # and an export's temp entries (the latter two named as io_utils makes them).
+  killable.kill_mid_save(ckpt_dir + "/finetune-6")
+  leftovers = [ckpt_dir + "/finetune-6_temp", job.output_dir + "/.results.json.a1b2c3d4.tmp",
+               job.output_dir + "/.export.a1b2c3d4.tmp"]
+  open(leftovers[1], "w").close()
+  os.makedirs(leftovers[2])
   monkeypatch.setattr(training, "_make_train_step", real_make)
+  # Killed again after the final weights were written, before the state file names them: the
+  # run is still one to resume (from step 8, whose checkpoint has the optimizer).
+  real_record = training.checkpoints.record_checkpoint
+
+  def dying_record(directory, prefix, **kwargs):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(training.checkpoints, "record_checkpoint", dying_record)
+  with pytest.raises(KeyboardInterrupt):
+    finetune_job.run_job(job)
+  assert not any(os.path.exists(p) for p in leftovers)
+  assert tf.train.latest_checkpoint(ckpt_dir).endswith("finetune-8")
+  monkeypatch.setattr(training.checkpoints, "record_checkpoint", real_record)
   resumed = finetune_job.run_job(job)
   assert resumed["accuracy"] == full["accuracy"]
+  assert sorted(os.listdir(ckpt_dir)) == [
+      "checkpoint", "finetune-9.data-00000-of-00001", "finetune-9.index"]
   a, b = _weights(full["checkpoint"]), _weights(resumed["checkpoint"])
   assert a.keys() == b.keys() and a
   for name in a:

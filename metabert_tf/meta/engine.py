@@ -202,6 +202,9 @@ class MetaTrainer:
     return path
 
   def restore(self):
+    if self._is_chief():  # what a killed run left half-written
+      for directory in (self.output_dir, self.ckpt_dir):
+        io_utils.remove_leftovers(directory)
     latest = tf.train.latest_checkpoint(self.ckpt_dir)
     if latest:
       self.checkpoint.read(latest).assert_existing_objects_matched()

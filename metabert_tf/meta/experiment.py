@@ -201,6 +201,7 @@ def main(_):
     for domain, seed in grid:
       run_dir = os.path.join(FLAGS.output_dir, f"{domain}_seed{seed}")
       os.makedirs(run_dir, exist_ok=True)
+      io_utils.remove_leftovers(run_dir)  # test.json etc. half-written by a killed run
       paths = prepare_domain(examples, domain, seed, run_dir)
       for method in FLAGS.methods:
         model = FLAGS.bert_model
