@@ -2,6 +2,7 @@
 import json
 import os
 import platform
+import time
 
 from absl import flags
 import numpy as np
@@ -23,6 +24,16 @@ def define_flags(data_help):
                        "the report gives every run and mean +- std.", lower_bound=1)
   flags.DEFINE_string("output", None, "Also write the results as JSON here.")
   flags.mark_flags_as_required(["data"])
+
+
+def time_train(step, batches, batch_size):
+  """Examples/second of a second pass over `batches` (the first traces every length bucket)."""
+  for batch in batches:
+    step(batch)
+  start = time.perf_counter()
+  for batch in batches:
+    float(step(batch))
+  return len(batches) * batch_size / (time.perf_counter() - start)
 
 
 def _mean_std(runs):

@@ -22,7 +22,8 @@ from official.nlp import optimization  # noqa: E402
 
 import bench_common  # noqa: E402
 from data_prep import readers  # noqa: E402
-from metabert_tf import backbones, classifier, export, records, run_utils, training  # noqa: E402
+from metabert_tf import backbones, classifier, export, objectives, records, run_utils  # noqa: E402
+from metabert_tf import training  # noqa: E402
 
 bench_common.define_flags("Labeled texts to time on (any reader format).")
 flags.DEFINE_integer("batch_size", 16, "Training batch size.")
@@ -30,16 +31,6 @@ flags.DEFINE_integer("export_batch_size", 64, "Batch size for the exported model
 flags.DEFINE_integer("steps", 12, "Timed training steps (after a warm-up pass over the same).")
 flags.DEFINE_integer("export_examples", 512, "Examples pushed through the exported model.")
 FLAGS = flags.FLAGS
-
-
-def _time_train(step, batches, batch_size):
-  """Examples/second of a second pass over `batches` (the first traces every length bucket)."""
-  for batch in batches:
-    step(batch)
-  start = time.perf_counter()
-  for batch in batches:
-    float(step(batch))
-  return len(batches) * batch_size / (time.perf_counter() - start)
 
 
 def measure(precision, examples):
@@ -51,13 +42,14 @@ def measure(precision, examples):
   features = records.encode(examples, encoder, labels)
   model = classifier.Classifier(backbone.encoder, len(labels), pooling=backbone.pooling).build_all()
   optimizer = optimization.create_optimizer(1e-5, 1000, 0)
-  step = training._make_train_step(tf.distribute.get_strategy(), model, optimizer)
+  step = training._make_train_step(tf.distribute.get_strategy(), model, optimizer,
+                                  objectives.CrossEntropy())
   n = FLAGS.steps * FLAGS.batch_size
   subset = {k: v[:n] for k, v in features.items()}
   full = list(records.make_dataset(subset, FLAGS.batch_size, bucket=0))
   real = list(records.make_dataset(subset, FLAGS.batch_size, bucket=32))
-  result = {"train_full_ex_per_s": _time_train(step, full, FLAGS.batch_size),
-            "train_real_ex_per_s": _time_train(step, real, FLAGS.batch_size),
+  result = {"train_full_ex_per_s": bench_common.time_train(step, full, FLAGS.batch_size),
+            "train_real_ex_per_s": bench_common.time_train(step, real, FLAGS.batch_size),
             "real_mean_tokens": float(subset["input_mask"].sum(1).mean())}
   with tempfile.TemporaryDirectory() as tmp:
     export.export_saved_model(model, encoder, labels, os.path.join(tmp, "export"))

@@ -62,3 +62,28 @@ def mean_std_summary(accuracies):
 def evaluate(model, features, num_labels, batch_size=64, progress=True, forward=None):
   logits = predict_logits(model, features, batch_size, progress, forward=forward)
   return classification_metrics(features["label_ids"], logits.argmax(-1), num_labels)
+
+
+def paired_gains(accuracies, baseline):
+  """{"<method> - <baseline>": {setting: [per-run accuracy differences]}}: the same runs
+  (domain, seed, training examples) on both sides, so their spread is the gain's own spread."""
+  if baseline not in accuracies:
+    return {}
+  return {f"{method} - {baseline}": {s: [a - b for a, b in zip(runs, accuracies[baseline][s])]
+                                     for s, runs in by_setting.items()}
+          for method, by_setting in accuracies.items() if method != baseline}
+
+
+def _cell(stats, paired):
+  if not paired:
+    return f"{100 * stats['mean']:.1f} +- {100 * stats['std']:.1f}"
+  wins = sum(gain > 0 for gain in stats["accuracies"])
+  return f"{100 * stats['mean']:+.1f} +- {100 * stats['std']:.1f} ({wins}/{stats['n']} > 0)"
+
+
+def markdown_table(summary, settings, first="method"):
+  """Accuracy rows as mean +- std; paired-gain rows also say in how many runs the gain is > 0."""
+  head = f"| {first} | " + " | ".join(settings) + " |\n|---|" + "---|" * len(settings) + "\n"
+  rows = [f"| {method} | " + " | ".join(_cell(by_setting[s], " - " in method) for s in settings)
+          + " |" for method, by_setting in summary.items()]
+  return head + "\n".join(rows) + "\n"

@@ -143,31 +143,6 @@ def adapt(model, setting, paths, seed, out):
     return json.load(f)["accuracy"]
 
 
-def paired_gains(accuracies, baseline="bert"):
-  """{"<method> - bert": {setting: [per-run accuracy differences]}}: the same held-out domain,
-  seed and training examples on both sides, so their spread is the gain's own spread."""
-  if baseline not in accuracies:
-    return {}
-  return {f"{method} - {baseline}": {s: [a - b for a, b in zip(runs, accuracies[baseline][s])]
-                                     for s, runs in by_setting.items()}
-          for method, by_setting in accuracies.items() if method != baseline}
-
-
-def _cell(stats, paired):
-  if not paired:
-    return f"{100 * stats['mean']:.1f} +- {100 * stats['std']:.1f}"
-  wins = sum(gain > 0 for gain in stats["accuracies"])
-  return f"{100 * stats['mean']:+.1f} +- {100 * stats['std']:.1f} ({wins}/{stats['n']} > 0)"
-
-
-def markdown_table(summary, settings):
-  """Accuracy rows as mean +- std; paired-gain rows also say in how many runs the gain is > 0."""
-  head = "| method | " + " | ".join(settings) + " |\n|---|" + "---|" * len(settings) + "\n"
-  rows = [f"| {method} | " + " | ".join(_cell(by_setting[s], " - " in method) for s in settings)
-          + " |" for method, by_setting in summary.items()]
-  return head + "\n".join(rows) + "\n"
-
-
 def check_held_out(examples, domains):
   """Every held-out domain is in --data and big enough, checked before hours of runs."""
   sizes = collections.Counter(e.domain for e in examples)
@@ -217,9 +192,10 @@ def main(_):
     bar.close()
     if run_utils.is_grid_cell():
       return  # the parent writes the tables
-    summary = evaluation.mean_std_summary({**accuracies, **paired_gains(accuracies)})
+    summary = evaluation.mean_std_summary({**accuracies,
+                                           **evaluation.paired_gains(accuracies, "bert")})
     io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "summary.json"), summary)
-    table = markdown_table(summary, settings)
+    table = evaluation.markdown_table(summary, settings)
     io_utils.atomic_write_text(os.path.join(FLAGS.output_dir, "results.md"), table)
     logging.info("Results:\n%s", table)
     run_utils.print_result(table)

@@ -1,0 +1,83 @@
+"""The MFT experiment: the paper's Amazon splits, and the grid at toy scale (children, reuse)."""
+import json
+import os
+import subprocess
+import sys
+
+from data_prep import mft_splits
+from tests import tiny_models
+from tests.conftest import REPO_DIR
+
+
+def test_amazon_splits_have_the_paper_sizes_and_are_reproducible(tmp_path, shared_dir):
+  data = shared_dir / "data" / "blitzer_mds_4domain"
+  counts = mft_splits.write_splits(str(data), str(tmp_path / "a"), seed=0)
+  for domain, (train, dev, test) in mft_splits.PAPER_SIZES.items():
+    assert [counts[f"{domain}/{s}"] for s in ("train", "dev", "test")] == [train, dev, test]
+    assert counts[f"{domain}/train_5pct"] == round(train * 0.05)
+  rows = {s: [json.loads(l) for l in open(tmp_path / "a" / "books" / f"{s}.jsonl")]
+          for s in ("train", "dev", "test", "train_10pct")}
+  texts = {s: {r["text"] for r in rs} for s, rs in rows.items()}
+  # Disjoint but for reviews the source itself holds twice.
+  every = [r["text"] for s in ("train", "dev", "test") for r in rows[s]]
+  twice = {t for t in every if every.count(t) > 1}
+  assert len(every) == 2000 and len(twice) < 60  # 43 in books: the source repeats reviews
+  assert not (texts["train"] & texts["dev"]) - twice and not (texts["train"] & texts["test"]) - twice
+  assert rows["train_10pct"] == rows["train"][:176]  # nested: a prefix of the training set
+  assert {r["domain"] for r in rows["dev"]} == {"books"}
+  assert sum(1 for _ in open(tmp_path / "a" / "all_train.jsonl")) == 7000
+  mft_splits.write_splits(str(data), str(tmp_path / "b"), seed=0)
+  for name in ("all_train.jsonl", "kitchen/test.jsonl", "dvd/train_5pct.jsonl"):
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def _toy_splits(directory):
+  examples = tiny_models.toy_domain_examples(domains=("a", "b"), per_domain=24)
+  os.makedirs(directory)
+  counts = {}
+  for split, part in (("train", slice(0, 16)), ("train_50pct", slice(0, 8)),
+                      ("test", slice(16, 24))):
+    rows = {d: [e for e in examples if e.domain == d][part] for d in ("a", "b")}
+    for d, rs in rows.items():
+      os.makedirs(os.path.join(directory, d), exist_ok=True)
+      with open(os.path.join(directory, d, f"{split}.jsonl"), "w") as f:
+        f.write("".join(json.dumps({"text": e.text_a, "label": e.label, "domain": d}) + "\n"
+                        for e in rs))
+      counts[f"{d}/{split}"] = len(rs)
+    with open(os.path.join(directory, f"all_{split}.jsonl"), "w") as f:
+      f.write("".join(json.dumps({"text": e.text_a, "label": e.label, "domain": e.domain}) + "\n"
+                      for rs in rows.values() for e in rs))
+  with open(os.path.join(directory, "splits.json"), "w") as f:
+    json.dump({"seed": 0, "counts": counts}, f)
+
+
+def test_experiment_grid_tables_and_reuse(tmp_path, tiny_google_dir):
+  _toy_splits(str(tmp_path / "data"))
+  out = tmp_path / "out"
+  command = [sys.executable, "-m", "metabert_tf.mft_experiment", f"--data_dir={tmp_path / 'data'}",
+             f"--output_dir={out}", "--seeds=0", f"--bert_model={tiny_google_dir}",
+             "--max_seq_length=16", "--epochs=1", "--min_steps=2", "--batch_size=8",
+             "--learning_rate=1e-3", "--precision=fp32"]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  first = subprocess.run(command + ["--methods=bert_s,mft_full", "--fractions=100"],
+                         cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert "[1/2] seed 0, bert_s, 100%" in first.stderr and "[2/2] seed 0, mft_full, 100%" in first.stderr
+  assert (out / "seed0/mft_full/100pct/mft/typicality.json").exists()
+  assert not (out / "seed0/mft_full/100pct/a/ckpt").exists()  # dropped unless kept
+  for result in out.glob("seed0/*/100pct/*/results.json"):
+    os.utime(result, (0, 0))
+  again = subprocess.run(command + ["--methods=bert_s,mix,mft_full", "--fractions=100,50",
+                                    "--noprocess_per_cell"],
+                         cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert all(r.stat().st_mtime == 0 for r in out.glob("seed0/*/100pct/[ab]/results.json"))
+  summary = json.load(open(out / "summary.json"))
+  assert set(summary["table3"]) == {"BERT (S)", "BERT (Mix)", "MFT (Full)",
+                                    "MFT (Full) - BERT (S)", "MFT (Full) - BERT (Mix)"}
+  accuracy = json.load(open(out / "seed0/bert_s/100pct/a/results.json"))["accuracy"]
+  assert summary["table3"]["BERT (S)"]["a"]["accuracies"] == [accuracy]
+  assert set(summary["few_shot"]) == {"BERT (S)", "MFT (Full)", "MFT (Full) - BERT (S)"}
+  table = (out / "results.md").read_text()
+  assert "| MFT (Full) - BERT (Mix) |" in table and "50%" in table
+  assert again.stdout.strip() == table.strip()  # stdout: the tables only
