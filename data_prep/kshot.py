@@ -20,7 +20,7 @@ from absl import flags
 
 from data_prep import readers
 from data_prep.examples import DataError
-from metabert_tf.io_utils import atomic_write_text
+from metabert_tf import io_utils
 
 
 def build_kshot_splits(examples, ks, num_splits=10, seed=0, path="<examples>"):
@@ -92,7 +92,7 @@ def write_kshot_files(examples, task, output_dir, ks, num_splits=10, seed=0, eva
 def _write_records(path, records):
   """A JSON list, one record per line: still plain JSON, but readable and diff-friendly."""
   lines = ",\n".join(json.dumps(r, ensure_ascii=False) for r in records)
-  atomic_write_text(path, f"[\n{lines}\n]\n")
+  io_utils.atomic_write_text(path, f"[\n{lines}\n]\n")
 
 
 def select_domain(examples, domain, path):
@@ -131,6 +131,7 @@ def main(argv):
   FLAGS = flags.FLAGS
   try:
     ks = _parse_ks(FLAGS.k)
+    io_utils.check_writable(FLAGS.output_dir, "--output_dir", directory=True)
     examples = readers.read_examples(FLAGS.input)
     if FLAGS.domain:
       examples = select_domain(examples, FLAGS.domain, FLAGS.input)

@@ -15,6 +15,7 @@ from absl import flags
 from data_prep import readers
 from metabert_tf import backbones
 from metabert_tf import datasets
+from metabert_tf import io_utils
 from metabert_tf import records
 from metabert_tf import run_utils
 from metabert_tf import tokenization
@@ -45,6 +46,7 @@ def write_tf_record(input_path, output_path, source, max_seq_length, label_list=
 
 def main(_):
   with run_utils.user_errors_exit():
+    io_utils.check_writable(FLAGS.output, "--output")  # before the model and data are read
     source = backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case)
     meta = write_tf_record(FLAGS.input, FLAGS.output, source, FLAGS.max_seq_length,
                            FLAGS.label_list, FLAGS.with_domains)

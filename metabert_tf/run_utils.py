@@ -204,6 +204,7 @@ def start_grid(output_dir, free_flags):
   """Start of a grid driver (harness, experiment): output_dir and its log, and hyparams.txt
   checked against what is there, so finished runs are only reused under the same settings.
   `free_flags` only pick which cells run, so they may differ between invocations."""
+  io_utils.check_writable(output_dir, "--output_dir", directory=True)
   os.makedirs(output_dir, exist_ok=True)
   log_to_file(output_dir)
   if not is_grid_cell():
