@@ -22,6 +22,26 @@ def wait_for(condition, timeout=120.0):
   return True
 
 
+def die_during_step(monkeypatch, step):
+  """Makes training.finetune raise KeyboardInterrupt (a kill) when it starts step `step`
+  (1-based); returns the real train-step factory, to put back with monkeypatch.setattr."""
+  from metabert_tf import training
+  real_make = training._make_train_step
+
+  def dying_make(*args):
+    step_fn, calls = real_make(*args), []
+
+    def train_step(batch):
+      if len(calls) == step - 1:
+        raise KeyboardInterrupt
+      calls.append(1)
+      return step_fn(batch)
+    return train_step
+
+  monkeypatch.setattr(training, "_make_train_step", dying_make)
+  return real_make
+
+
 def kill_mid_save(prefix, attempts=5):
   """SIGKILLs a process while it writes a checkpoint to `prefix`; returns what it left
   (`<prefix>_temp/...`). TF writes the data into `<prefix>_temp/` and then renames it, so

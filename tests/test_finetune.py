@@ -63,19 +63,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_google_dir, toy_ta
                                    save_every_steps=2, seed=5, progress=False)
   full = finetune_job.run_job(_job(tmp_path, "full", tiny_google_dir, toy_task, train=config))
 
-  real_make = training._make_train_step
-
-  def dying_make(*args):
-    step_fn, calls = real_make(*args), []
-
-    def step(batch):
-      if len(calls) == 5:  # killed during step 6; the checkpoint of step 4 is on disk
-        raise KeyboardInterrupt
-      calls.append(1)
-      return step_fn(batch)
-    return step
-
-  monkeypatch.setattr(training, "_make_train_step", dying_make)
+  # Killed during step 6; the checkpoint of step 4 is on disk.
+  real_make = killable.die_during_step(monkeypatch, 6)
   job = _job(tmp_path, "resumed", tiny_google_dir, toy_task, train=config)
   with pytest.raises(KeyboardInterrupt):
     finetune_job.run_job(job)

@@ -16,6 +16,7 @@ from metabert_tf import multidomain_job
 from metabert_tf import objectives
 from metabert_tf import training
 from metabert_tf.bert_config import ConfigError
+from tests import killable
 from tests import meta_fixtures
 from tests import tiny_models
 from tests.conftest import REPO_DIR
@@ -117,19 +118,8 @@ def test_killed_mft_run_resumes_to_the_same_weights(tmp_path, tiny_google_dir, m
   data = tiny_models.write_domain_json(str(tmp_path / "data.json"))
   full = multidomain_job.run_multidomain_job(_job(tmp_path, "full", data, tiny_google_dir))
   assert full["corruption_layers"] == [1, 2] and set(full["eval"]["by_domain"]) == {"a", "b", "c"}
-  real_make = training._make_train_step
-
-  def dying_make(*args):
-    step_fn, calls = real_make(*args), []
-
-    def step(batch):
-      if len(calls) == 3:  # killed during step 4; the checkpoint of step 2 is on disk
-        raise KeyboardInterrupt
-      calls.append(1)
-      return step_fn(batch)
-    return step
-
-  monkeypatch.setattr(training, "_make_train_step", dying_make)
+  # Killed during step 4; the checkpoint of step 2 is on disk.
+  real_make = killable.die_during_step(monkeypatch, 4)
   job = _job(tmp_path, "resumed", data, tiny_google_dir)
   with pytest.raises(KeyboardInterrupt):
     multidomain_job.run_multidomain_job(job)
