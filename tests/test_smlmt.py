@@ -153,6 +153,15 @@ def test_too_small_corpus_refused(tmp_path):
   with pytest.raises(DataError, match="--num_query: 10 leaves fewer support records"):
     _generate(inputs, tmp_path / "out", num_query=10)
   assert not (tmp_path / "out").exists()
+  # Too few sentences without the task's other words: "dog" has one, its class needs two.
+  samples = {"dog": [1, 2], "cat": [3, 4]}
+  words = {1: {"dog", "cat"}, 2: {"dog"}, 3: {"cat"}, 4: {"cat"}}
+  with pytest.raises(DataError, match="word 'dog' has 1 sampled sentences without .* needs 2"):
+    smlmt.build_task(0, 0, ["dog", "cat"], 2, 2, samples, words)
+  bad = tmp_path / "bad.txt"
+  bad.write_bytes(b"the dog\n\xff cat\n")
+  with pytest.raises(DataError, match=r"bad\.txt:line 2: not UTF-8"):
+    smlmt.count_words([str(bad)], smlmt.qualifying_words(VOCAB), True)
 
 
 def test_cli_on_sst2_with_minilm(tmp_path, shared_dir, minilm_dir):
