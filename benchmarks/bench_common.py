@@ -36,6 +36,47 @@ def time_train(step, batches, batch_size):
   return len(batches) * batch_size / (time.perf_counter() - start)
 
 
+def encoder_gflop(config, seq_len):
+  """Forward GFLOP of one example of `seq_len` tokens through the BERT encoder: per layer the
+  q/k/v/output projections (8 L H^2), the feed-forward block (4 L H I) and the attention scores
+  and mixing (4 L^2 H); a multiply-add counts 2. Training a step costs 3x (forward, and a
+  backward of twice the forward)."""
+  h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+  per_layer = 8 * seq_len * h * h + 4 * seq_len * h * i + 4 * seq_len * seq_len * h
+  return layers * per_layer / 1e9
+
+
+def train_gflop_per_example(config, batches):
+  """Mean training GFLOP per example over `batches`, at the length each batch is computed at
+  (its padded, trimmed width: the work the machine does, padding included)."""
+  work = [3 * encoder_gflop(config, int(b["input_mask"].shape[1])) * int(b["input_mask"].shape[0])
+          for b in batches]
+  return sum(work) / sum(int(b["input_mask"].shape[0]) for b in batches)
+
+
+def matmul_peak_gflops(precision, size=2048, repeats=10):
+  """This machine's measured matmul rate (GFLOP/s) in `precision`: the best of `repeats` timed
+  [size, size] x [size, size] products, after a warm-up (bf16: the kernel mixed_bfloat16 uses)."""
+  dtype = tf.bfloat16 if precision == "bf16" else tf.float32
+  a = tf.random.normal([size, size], dtype=tf.float32)
+  a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
+  product = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[:1, :1], tf.float32)))
+  product(a, b).numpy()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    product(a, b).numpy()
+    best = min(best, time.perf_counter() - start)
+  return 2 * size ** 3 / best / 1e9
+
+
+def work_report(ex_per_s, gflop_per_example, peak):
+  """The work-done columns every throughput row gets: GFLOP/example, GFLOP/s, share of peak."""
+  achieved = ex_per_s * gflop_per_example
+  return {"gflop_per_example": gflop_per_example, "achieved_gflops": achieved,
+          "fraction_of_matmul_peak": achieved / peak}
+
+
 def _mean_std(runs):
   """[{name: value}] -> {name: {mean, std, runs}} (population std), for numeric names."""
   return {name: {"mean": float(np.mean([r[name] for r in runs])),

@@ -5,7 +5,9 @@ r"""Throughput of fine-tuning and of the exported model, in examples/second, fp3
 Measures, for each precision:
   * train_full:   train steps on batches padded to max_seq_length (every token computed);
   * train_real:   train steps on the real reviews, each batch trimmed to its longest row;
-  * export_real:  the exported SavedModel on raw strings (tokenization in the graph included).
+  * export_real:  the exported SavedModel on raw strings (tokenization in the graph included);
+  * for the training rows: GFLOP per example, GFLOP/s and the fraction of this machine's matmul
+    peak, measured in the same run (bench_common).
 Run on a quiet machine: nothing else heavy at the same time.
 """
 import os
@@ -50,7 +52,13 @@ def measure(precision, examples):
   real = list(records.make_dataset(subset, FLAGS.batch_size, bucket=32))
   result = {"train_full_ex_per_s": bench_common.time_train(step, full, FLAGS.batch_size),
             "train_real_ex_per_s": bench_common.time_train(step, real, FLAGS.batch_size),
-            "real_mean_tokens": float(subset["input_mask"].sum(1).mean())}
+            "real_mean_tokens": float(subset["input_mask"].sum(1).mean()),
+            "matmul_peak_gflops": bench_common.matmul_peak_gflops(precision)}
+  for name, batches in (("train_full", full), ("train_real", real)):
+    gflop = bench_common.train_gflop_per_example(backbone.config, batches)
+    for key, value in bench_common.work_report(result[f"{name}_ex_per_s"], gflop,
+                                               result["matmul_peak_gflops"]).items():
+      result[f"{name}_{key}"] = value
   with tempfile.TemporaryDirectory() as tmp:
     export.export_saved_model(model, encoder, labels, os.path.join(tmp, "export"))
     serve = tf.saved_model.load(os.path.join(tmp, "export")).signatures["serving_default"]

@@ -9,7 +9,9 @@ Measures, for each precision, on the same multi-domain batches (trimmed to their
                   corruption loss on the default layers (2, 4, 6 of MiniLM-L6);
   * mft_overhead: 1 - mft_train / plain_train (the issue's bound: under 15%);
   * inference / typicality_prepass: forward passes for logits, and for the sentence features
-                  the typicality scores are computed from.
+                  the typicality scores are computed from;
+  * for each: GFLOP per example (bench_common.encoder_gflop at each batch's computed length),
+    the GFLOP/s achieved and its fraction of this machine's matmul peak, measured in the run.
 Run on a quiet machine: nothing else heavy at the same time.
 """
 import os
@@ -67,14 +69,24 @@ def measure(precision, features, num_domains):
   mft_rate = _train_rate(model, full, batches)
   probe = list(records.make_dataset({k: v[:FLAGS.inference_examples] for k, v in features.items()},
                                     FLAGS.inference_batch_size))
-  return {"plain_train_ex_per_s": plain, "mft_train_ex_per_s": mft_rate,
-          "mft_overhead": 1.0 - mft_rate / plain,
-          "inference_ex_per_s": _inference_rate(
-              model, probe, lambda m, batch: m(batch, training=False)),
-          # what mft.typicality_scores runs over the training data
-          "typicality_prepass_ex_per_s": _inference_rate(
-              model, probe, lambda m, batch: m.encode(batch, training=False)[0]),
-          "mean_tokens": float(subset["input_mask"].sum(1).mean())}
+  result = {"plain_train_ex_per_s": plain, "mft_train_ex_per_s": mft_rate,
+            "mft_overhead": 1.0 - mft_rate / plain,
+            "inference_ex_per_s": _inference_rate(
+                model, probe, lambda m, batch: m(batch, training=False)),
+            # what mft.typicality_scores runs over the training data
+            "typicality_prepass_ex_per_s": _inference_rate(
+                model, probe, lambda m, batch: m.encode(batch, training=False)[0]),
+            "mean_tokens": float(subset["input_mask"].sum(1).mean()),
+            "matmul_peak_gflops": bench_common.matmul_peak_gflops(precision)}
+  # The work is the encoder's (MFT's domain classifiers add < 0.1%); inference is 1/3 of a step.
+  train_gflop = bench_common.train_gflop_per_example(backbone.config, batches)
+  for name, gflop in (("plain_train", train_gflop), ("mft_train", train_gflop),
+                      ("inference", bench_common.train_gflop_per_example(backbone.config,
+                                                                          probe) / 3)):
+    for key, value in bench_common.work_report(result[f"{name}_ex_per_s"], gflop,
+                                               result["matmul_peak_gflops"]).items():
+      result[f"{name}_{key}"] = value
+  return result
 
 
 def main(_):
