@@ -5,7 +5,9 @@ passed forward and backward, fp32 and bf16.
 
 Default configuration (issue #3): minilm-l6, max_seq_length 128, inner batch 16, 80 support +
 20 query per task, 5 inner steps (one pass over the support set), 2 tasks per meta-step.
-Per meta-step: 2 x (5 x 16 + 20) = 200 examples. Run on a quiet machine.
+Per meta-step: 2 x (5 x 16 + 20) = 200 examples. Also reported: GFLOP per example (from the
+model's shapes at the computed lengths), GFLOP/s and its fraction of this machine's matmul peak,
+measured in the same run. Run on a quiet machine.
 """
 import os
 import tempfile
@@ -53,7 +55,21 @@ def build_trainer(precision, examples, output_dir):
                             metadata)
 
 
+def step_gflop(trainer, config, step, support_per_task):
+  """Training GFLOP of meta-step `step`: every support and query example forward and backward
+  at the length the engine computes it at (its tasks' shared, bucketed length)."""
+  chosen = [trainer.train_sampler.episode(i) for i in trainer.task_ids(step)]
+  lengths = [trainer._gather([getattr(e, part) for e in chosen])["input_mask"].shape[-1]
+             for part in ("support", "query")]
+  per_task = (support_per_task * bench_common.encoder_gflop(config, lengths[0])
+              + FLAGS.num_query * bench_common.encoder_gflop(config, lengths[1]))
+  return 3 * len(chosen) * per_task
+
+
 def measure(precision, examples):
+  inner_steps = -(-FLAGS.num_support // FLAGS.inner_batch_size)
+  support = min(FLAGS.num_support, inner_steps * FLAGS.inner_batch_size)
+  per_task = support + FLAGS.num_query
   with tempfile.TemporaryDirectory() as tmp:
     trainer = build_trainer(precision, examples, tmp)
     for step in range(2):
@@ -62,11 +78,16 @@ def measure(precision, examples):
     for step in range(2, FLAGS.steps + 2):
       trainer.train_step(step)
     seconds = time.perf_counter() - start
-  inner_steps = -(-FLAGS.num_support // FLAGS.inner_batch_size)
-  per_task = min(FLAGS.num_support, inner_steps * FLAGS.inner_batch_size) + FLAGS.num_query
-  return {"examples_per_second": FLAGS.steps * FLAGS.tasks_per_step * per_task / seconds,
-          "seconds_per_meta_step": seconds / FLAGS.steps, "examples_per_meta_step":
-          FLAGS.tasks_per_step * per_task, "inner_steps_per_task": inner_steps}
+    config = backbones.describe_backbone(FLAGS.bert_model).config
+    gflop = sum(step_gflop(trainer, config, step, support) for step in range(2, FLAGS.steps + 2))
+  examples_done = FLAGS.steps * FLAGS.tasks_per_step * per_task
+  result = {"examples_per_second": examples_done / seconds,
+            "seconds_per_meta_step": seconds / FLAGS.steps, "examples_per_meta_step":
+            FLAGS.tasks_per_step * per_task, "inner_steps_per_task": inner_steps,
+            "matmul_peak_gflops": bench_common.matmul_peak_gflops(precision)}
+  result.update(bench_common.work_report(result["examples_per_second"], gflop / examples_done,
+                                         result["matmul_peak_gflops"]))
+  return result
 
 
 def main(_):
