@@ -27,6 +27,7 @@ from metabert_tf import mft  # noqa: E402
 from metabert_tf import multidomain_job  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
 from metabert_tf import training  # noqa: E402
+from metabert_tf.meta import base  # noqa: E402
 from metabert_tf.meta import engine  # noqa: E402
 from metabert_tf.meta import episodes  # noqa: E402
 from metabert_tf.meta import job as meta_job  # noqa: E402
@@ -94,17 +95,18 @@ FLAGS = flags.FLAGS
 
 
 def config_from_flags():
+  algorithm = base.make_config(
+      meta_job.ALGORITHMS[FLAGS.algorithm], inner_update_lr=FLAGS.inner_update_lr,
+      inner_optimizer=FLAGS.inner_optimizer, outer_update_lr=FLAGS.outer_update_lr,
+      variant=FLAGS.reptile_variant, reptile_epsilon=FLAGS.reptile_epsilon)
   return engine.MetaConfig(
       episodes=episodes.EpisodeConfig(FLAGS.num_support, FLAGS.num_query, FLAGS.domain_sampling,
                                       FLAGS.class_balanced),
       num_train_task=FLAGS.num_train_task, num_test_task=FLAGS.num_test_task,
       outer_batch_size=FLAGS.outer_batch_size, tasks_per_replica=FLAGS.tasks_per_replica,
       inner_batch_size=FLAGS.inner_batch_size, inner_update_step=FLAGS.inner_update_step,
-      inner_update_step_eval=FLAGS.inner_update_step_eval, inner_update_lr=FLAGS.inner_update_lr,
-      inner_optimizer=FLAGS.inner_optimizer, outer_update_lr=FLAGS.outer_update_lr,
-      variant=FLAGS.reptile_variant, reptile_epsilon=FLAGS.reptile_epsilon,
-      epochs=FLAGS.epochs or 3, seed=FLAGS.seed,
-      progress=FLAGS.progress)
+      inner_update_step_eval=FLAGS.inner_update_step_eval, algorithm=algorithm,
+      epochs=FLAGS.epochs or 3, seed=FLAGS.seed, progress=FLAGS.progress)
 
 
 def supervised_job(data):

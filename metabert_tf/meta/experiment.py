@@ -35,6 +35,7 @@ from metabert_tf import io_utils
 from metabert_tf import run_utils
 from metabert_tf import tokenization
 from metabert_tf import training
+from metabert_tf.meta import base
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
 from metabert_tf.meta import job as meta_job
@@ -111,9 +112,10 @@ def meta_train(method, domain, seed, run_dir):
       episodes=episodes.EpisodeConfig(FLAGS.num_support, FLAGS.num_query),
       num_train_task=FLAGS.num_train_task, num_test_task=0,
       outer_batch_size=FLAGS.outer_batch_size, inner_batch_size=FLAGS.inner_batch_size,
-      inner_update_step=FLAGS.inner_update_step, inner_update_lr=FLAGS.inner_update_lr,
-      outer_update_lr=FLAGS.outer_update_lr, reptile_epsilon=FLAGS.reptile_epsilon,
-      epochs=FLAGS.meta_epochs, seed=seed, progress=False)
+      inner_update_step=FLAGS.inner_update_step, epochs=FLAGS.meta_epochs, seed=seed,
+      progress=False, algorithm=base.make_config(
+          meta_job.ALGORITHMS[method], inner_update_lr=FLAGS.inner_update_lr,
+          outer_update_lr=FLAGS.outer_update_lr, reptile_epsilon=FLAGS.reptile_epsilon))
   out = os.path.join(run_dir, method, "meta")
   done = os.path.join(out, "results.json")
   if not os.path.exists(done):
