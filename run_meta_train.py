@@ -45,6 +45,8 @@ flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
 flags.DEFINE_string("data", None, "Multi-domain labeled data (any reader format with domains); "
                     f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
 flags.DEFINE_list("test_domains", [], "Held-out domains: never meta-trained on, meta-tested.")
+flags.DEFINE_string("meta_test_exclude", None, "Data a later evaluation scores (e.g. the "
+                    "held-out domain's test set): the meta-test never draws its examples.")
 flags.DEFINE_integer("num_train_task", 50, "Meta-training tasks (drawn once, reused each epoch).")
 flags.DEFINE_integer("num_test_task", 3, "Meta-test tasks from the test domains.")
 flags.DEFINE_integer("num_domain", 100, "Use the num_domain smallest training domains.")
@@ -172,6 +174,7 @@ def run():
       num_domain=FLAGS.num_domain, bert_model=FLAGS.bert_model, do_lower_case=FLAGS.do_lower_case,
       label_list=FLAGS.label_list, max_seq_length=FLAGS.max_seq_length,
       precision=FLAGS.precision, pooling=FLAGS.pooling, save_every_steps=FLAGS.save_every_steps,
+      meta_test_exclude=datasets.resolve(FLAGS.meta_test_exclude, FLAGS.data_dir),
       meta=config_from_flags())
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   results = meta_job.run_meta_job(job, strategy)

@@ -22,7 +22,7 @@ def toy_features(backbone, seq_len=16):
 
 
 def make_trainer(model_dir, output_dir, algorithm, strategy=None, labels=LABELS, features=None,
-                 **overrides):
+                 test_exclude=None, **overrides):
   run_utils.set_seed(0)  # the classifier head's initialisation, as run_meta_train.py does
   strategy = strategy or tf.distribute.get_strategy()
   with strategy.scope():  # meta weights are created under the strategy, as in run_meta_train.py
@@ -40,7 +40,8 @@ def make_trainer(model_dir, output_dir, algorithm, strategy=None, labels=LABELS,
                                            labels, 16, pooling="pooler")
   features = toy_features(backbone) if features is None else features
   return engine.MetaTrainer(strategy, algorithm, backbone, labels, "pooler", features, DOMAINS,
-                            ["a", "b"], ["c"], config, str(output_dir), metadata)
+                            ["a", "b"], ["c"], config, str(output_dir), metadata,
+                            test_exclude=test_exclude)
 
 
 def meta_values(trainer):

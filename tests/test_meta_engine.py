@@ -1,5 +1,5 @@
 """The engine's building blocks: variable N without retracing, inner-step options, the last
-partial meta-batch, per-pass support shuffling, algorithm checkpoints."""
+partial meta-batch, per-pass support shuffling, meta-test exclusions, algorithm checkpoints."""
 import dataclasses
 
 import numpy as np
@@ -8,9 +8,11 @@ import tensorflow as tf
 from metabert_tf import backbones
 from metabert_tf.meta import episodes
 from metabert_tf.meta import fomaml
+from metabert_tf.meta import job as meta_job
 from metabert_tf.meta import learner as learner_lib
 from metabert_tf.meta import reptile
 from tests import meta_fixtures
+from tests import tiny_models
 from tests.test_meta_algorithms import _batches
 from tests.test_meta_algorithms import _check
 from tests.test_meta_algorithms import _setup
@@ -131,6 +133,24 @@ def test_support_is_reshuffled_on_every_inner_pass(tmp_path, tiny_google_dir):
     phis.append(phi)
   trainer.train_step(0)
   _check(meta_fixtures.meta_values(trainer), [np.mean(ps, axis=0) for ps in zip(*phis)], theta)
+
+
+def test_meta_test_never_draws_excluded_examples(tmp_path, tiny_google_dir):
+  held_out = tiny_models.write_domain_json(str(tmp_path / "test.json"), domains=("c",),
+                                           per_domain=3, seed=5)
+  trainer = meta_fixtures.make_trainer(tiny_google_dir, tmp_path / "m", fomaml)
+  examples = tiny_models.toy_domain_examples(meta_fixtures.DOMAINS)
+  banned = {e.text_a for e in tiny_models.toy_domain_examples(("c",), per_domain=3, seed=5)}
+  encoder = backbones.describe_backbone(tiny_google_dir).input_encoder(16)
+  exclude = meta_job.excluded_examples(trainer.features, held_out, encoder, meta_fixtures.LABELS)
+  assert exclude.tolist() == [e.text_a in banned for e in examples] and exclude.any()
+  trainer = meta_fixtures.make_trainer(tiny_google_dir, tmp_path / "t", fomaml, num_test_task=2,
+                                       test_exclude=exclude)
+  drawn = np.concatenate([np.r_[e.support, e.query]
+                          for e in map(trainer.test_sampler.episode, range(30))])
+  assert not exclude[drawn].any()
+  assert set(drawn) == set(np.flatnonzero((trainer.features["domain_ids"] == 2) & ~exclude))
+  assert 0.0 <= trainer.meta_test() <= 1.0
 
 
 @dataclasses.dataclass

@@ -107,7 +107,7 @@ def prepare_domain(examples, domain, seed, run_dir):
   return paths
 
 
-def meta_train(method, domain, seed, run_dir):
+def meta_train(method, domain, seed, run_dir, paths):
   config = engine.MetaConfig(
       episodes=episodes.EpisodeConfig(FLAGS.num_support, FLAGS.num_query),
       num_train_task=FLAGS.num_train_task, num_test_task=0,
@@ -122,7 +122,8 @@ def meta_train(method, domain, seed, run_dir):
     meta_job.run_meta_job(meta_job.MetaJob(
         output_dir=out, data=FLAGS.data, algorithm=method, test_domains=[domain],
         bert_model=FLAGS.bert_model, max_seq_length=FLAGS.max_seq_length,
-        precision=FLAGS.precision, meta=config))
+        # Were the meta-test turned on, it must not draw the examples scored below.
+        meta_test_exclude=paths["test"], precision=FLAGS.precision, meta=config))
   # Looked up, not read from results.json: the output dir may have moved since.
   return tf.train.latest_checkpoint(os.path.join(out, "ckpt"))
 
@@ -184,7 +185,7 @@ def main(_):
         model = FLAGS.bert_model
         if method in meta_methods:
           bar.set_postfix_str(f"{domain} seed {seed}: meta-train {method}")
-          model = meta_train(method, domain, seed, run_dir)
+          model = meta_train(method, domain, seed, run_dir, paths)
           bar.update()
         for setting in settings:
           bar.set_postfix_str(f"{domain} seed {seed}: {method} {setting}")
