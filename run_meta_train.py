@@ -27,6 +27,7 @@ from metabert_tf import mft  # noqa: E402
 from metabert_tf import multidomain_job  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
 from metabert_tf import training  # noqa: E402
+from metabert_tf.meta import base  # noqa: E402
 from metabert_tf.meta import engine  # noqa: E402
 from metabert_tf.meta import episodes  # noqa: E402
 from metabert_tf.meta import job as meta_job  # noqa: E402
@@ -44,6 +45,8 @@ flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
 flags.DEFINE_string("data", None, "Multi-domain labeled data (any reader format with domains); "
                     f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
 flags.DEFINE_list("test_domains", [], "Held-out domains: never meta-trained on, meta-tested.")
+flags.DEFINE_string("meta_test_exclude", None, "Data a later evaluation scores (e.g. the "
+                    "held-out domain's test set): the meta-test never draws its examples.")
 flags.DEFINE_integer("num_train_task", 50, "Meta-training tasks (drawn once, reused each epoch).")
 flags.DEFINE_integer("num_test_task", 3, "Meta-test tasks from the test domains.")
 flags.DEFINE_integer("num_domain", 100, "Use the num_domain smallest training domains.")
@@ -94,17 +97,18 @@ FLAGS = flags.FLAGS
 
 
 def config_from_flags():
+  algorithm = base.make_config(
+      meta_job.ALGORITHMS[FLAGS.algorithm], inner_update_lr=FLAGS.inner_update_lr,
+      inner_optimizer=FLAGS.inner_optimizer, outer_update_lr=FLAGS.outer_update_lr,
+      variant=FLAGS.reptile_variant, reptile_epsilon=FLAGS.reptile_epsilon)
   return engine.MetaConfig(
       episodes=episodes.EpisodeConfig(FLAGS.num_support, FLAGS.num_query, FLAGS.domain_sampling,
                                       FLAGS.class_balanced),
       num_train_task=FLAGS.num_train_task, num_test_task=FLAGS.num_test_task,
       outer_batch_size=FLAGS.outer_batch_size, tasks_per_replica=FLAGS.tasks_per_replica,
       inner_batch_size=FLAGS.inner_batch_size, inner_update_step=FLAGS.inner_update_step,
-      inner_update_step_eval=FLAGS.inner_update_step_eval, inner_update_lr=FLAGS.inner_update_lr,
-      inner_optimizer=FLAGS.inner_optimizer, outer_update_lr=FLAGS.outer_update_lr,
-      variant=FLAGS.reptile_variant, reptile_epsilon=FLAGS.reptile_epsilon,
-      epochs=FLAGS.epochs or 3, seed=FLAGS.seed,
-      progress=FLAGS.progress)
+      inner_update_step_eval=FLAGS.inner_update_step_eval, algorithm=algorithm,
+      epochs=FLAGS.epochs or 3, seed=FLAGS.seed, progress=FLAGS.progress)
 
 
 def supervised_job(data):
@@ -170,6 +174,7 @@ def run():
       num_domain=FLAGS.num_domain, bert_model=FLAGS.bert_model, do_lower_case=FLAGS.do_lower_case,
       label_list=FLAGS.label_list, max_seq_length=FLAGS.max_seq_length,
       precision=FLAGS.precision, pooling=FLAGS.pooling, save_every_steps=FLAGS.save_every_steps,
+      meta_test_exclude=datasets.resolve(FLAGS.meta_test_exclude, FLAGS.data_dir),
       meta=config_from_flags())
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   results = meta_job.run_meta_job(job, strategy)

@@ -88,12 +88,15 @@ def _check(actual, expected, theta, atol=2e-6, rtol=None):
 
 
 def _sgd_outer(algorithm):
-  return types.SimpleNamespace(NAME=algorithm.NAME, task_contribution=algorithm.task_contribution,
-                               outer_optimizer=lambda config: tf_keras.optimizers.legacy.SGD(
-                                   config.outer_update_lr))
+  class WithSGD(algorithm.Algorithm):
+    def outer_optimizer(self):
+      return tf_keras.optimizers.legacy.SGD(self.config.outer_update_lr)
+  return types.SimpleNamespace(NAME=algorithm.NAME, Config=algorithm.Config, Algorithm=WithSGD)
 
 
 def _setup(tmp_path, tiny_google_dir, algorithm, **overrides):
+  # The references visit the support set in its drawn order on every pass.
+  overrides.setdefault("shuffle_support", False)
   trainer = meta_fixtures.make_trainer(tiny_google_dir, tmp_path, algorithm, **overrides)
   reference = Reference(trainer, backbones.describe_backbone(tiny_google_dir).config)
   return trainer, reference, meta_fixtures.meta_values(trainer)

@@ -1,7 +1,7 @@
 """Meta-training under tf.distribute reaches the same meta-parameters as one device.
 
 * MirroredStrategy over 2 logical CPU devices, one task per replica, vs one device adapting
-  both tasks (NOTES section 3's pattern);
+  both tasks (NOTES section 3's pattern), the last short meta-batch of an epoch included;
 * MultiWorkerMirroredStrategy: two worker processes on localhost (TF_CONFIG), vs one process.
 """
 import os
@@ -28,8 +28,10 @@ _SCRIPT = textwrap.dedent("""
                   else tf.distribute.OneDeviceStrategy("/cpu:0"))
     from metabert_tf.meta import fomaml
     from tests import meta_fixtures
+    # 5 tasks in meta-batches of 2: each epoch ends with one real task and one zero-weight pad.
     trainer = meta_fixtures.make_trainer(model_dir, out, fomaml, strategy=strategy, epochs=2,
-                                         inner_optimizer="adam", inner_update_lr=1e-3)
+                                         num_train_task=5, inner_optimizer="adam",
+                                         inner_update_lr=1e-3)
     trainer.train()
     np.savez(os.path.join(out, "meta.npz"), *meta_fixtures.meta_values(trainer))
     print("replicas", strategy.num_replicas_in_sync)

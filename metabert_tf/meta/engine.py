@@ -1,24 +1,33 @@
-"""The meta-learning engine: episodes -> per-replica inner loops -> one all-reduced meta update.
+"""The meta-learning engine: task streams -> per-replica inner loops -> one all-reduced meta update.
 
-An algorithm is a module with `NAME`, `task_contribution(inner, query, meta_vars)` (the task's
-share of the meta-gradient, and its query loss) and `outer_optimizer(config)`; see
-fomaml.py and reptile.py. The engine owns everything else:
+An algorithm (base.py; fomaml.py, reptile.py) owns its meta-model extras, its per-task step, its
+meta-test adaptation and its outer optimiser; the inner loop is a set of building blocks
+(learner.InnerLoop). The engine owns what is common:
 
 * the task stream: `num_train_task` episodes drawn once (Meta-BERT's MetaTask), visited in a
-  fresh order each epoch (seeded by seed + epoch), `outer_batch_size` tasks per meta-step;
+  fresh order each epoch (seeded by seed + epoch), `outer_batch_size` tasks per meta-step; the
+  last meta-step of an epoch takes the tasks that are left (its real size, no wrapping);
+* tasks as tensors: labels mapped to the task's classes 0..N-1 (`Episode.classes`), N as a
+  tensor (logits past N masked, so any N <= the head's width runs in one traced graph), and
+  the support order of every inner pass (a fresh permutation per pass, as Meta-BERT's
+  RandomSampler; drawn from (seed, step, task slot), so a resumed run replays it);
 * distribution: each of the R replicas adapts `tasks_per_replica` = outer_batch_size / R tasks
   on its own learner copy, and `apply_gradients` in replica context all-reduces the meta
-  gradient once per meta-step (shares are pre-divided by outer_batch_size, so the sum is the mean);
-* checkpoints `ckpt/meta.epoch-E.step-S` (meta weights, meta optimiser, step; never the learner),
-  resumed from on restart: a killed run replays the same tasks (and, without dropout, ends at
-  exactly the same weights; dropout masks are not replayed);
+  gradient once per meta-step. Each task's share is weighted 1/T (T = the step's real task
+  count); a short last step is padded with zero-weight tasks, so every step has the same
+  shape on every replica (no retrace, an even split);
+* checkpoints `ckpt/meta.epoch-E.step-S` (meta weights, the algorithm's extras, meta
+  optimiser, step; never the learner), resumed from on restart: a killed run replays the same
+  tasks (and, without dropout, ends at exactly the same weights; dropout masks are not replayed);
 * meta-test: `num_test_task` episodes of the held-out domains, adapted for
   `inner_update_step_eval` passes, accuracy on their query sets, logged as training goes.
+  Examples in `test_exclude` (those a later evaluation scores) are never drawn.
 """
 import dataclasses
 import json
 import math
 import os
+from typing import Any
 
 from absl import logging
 import numpy as np
@@ -47,11 +56,8 @@ class MetaConfig:
   inner_batch_size: int = 16
   inner_update_step: int = 10         # passes over the support set per task
   inner_update_step_eval: int = 10
-  inner_update_lr: float = 5e-5
-  inner_optimizer: str = "adam"
-  outer_update_lr: float = 5e-5
-  variant: str = "classic"            # reptile only: classic or adam
-  reptile_epsilon: float = 0.5        # reptile classic: theta += eps * mean(phi - theta)
+  shuffle_support: bool = True        # a fresh support order every inner pass (Meta-BERT)
+  algorithm: Any = None               # the algorithm's own Config (None: its defaults)
   epochs: int = 3
   seed: int = 0
   bucket: int = 32                    # sequence lengths are trimmed to a multiple of this
@@ -67,9 +73,15 @@ def _step_of(checkpoint_name):
 class MetaTrainer:
 
   def __init__(self, strategy, algorithm, backbone, label_list, pooling, features, domain_list,
-               train_domains, test_domains, config, output_dir, metadata):
+               train_domains, test_domains, config, output_dir, metadata, test_exclude=None):
+    """`algorithm`: a module of base.py's interface; `test_exclude`: a bool per example, True
+    for those the meta-test must never draw (a later evaluation's test set)."""
     episodes_lib.check_disjoint_domains(train_domains, test_domains)
-    self.strategy, self.algorithm, self.config = strategy, algorithm, config
+    self.strategy, self.config = strategy, config
+    if config.algorithm is not None and not isinstance(config.algorithm, algorithm.Config):
+      raise ConfigError(f"{algorithm.NAME} takes its own Config, got "
+                        f"{type(config.algorithm).__name__}")
+    self.algorithm = algorithm.Algorithm(config.algorithm or algorithm.Config())
     self.features, self.output_dir = features, output_dir
     replicas = strategy.num_replicas_in_sync
     per_replica = config.tasks_per_replica or config.outer_batch_size // replicas
@@ -82,26 +94,36 @@ class MetaTrainer:
         config.episodes, config.seed)
     # Test tasks get a stream of their own: a far-off seed, so seed s's test tasks never
     # repeat seed s+1's training draws.
-    self.test_sampler = None if not test_domains else episodes_lib.EpisodeSampler(
-        features["domain_ids"], features["label_ids"], domain_list, test_domains,
-        config.episodes, config.seed + 1_000_003)
-    num_labels = len(label_list)
+    self.test_sampler = None
+    if test_domains and config.num_test_task:
+      self.test_sampler = episodes_lib.EpisodeSampler(
+          features["domain_ids"], features["label_ids"], domain_list, test_domains,
+          config.episodes, config.seed + 1_000_003, exclude=test_exclude)
+    self.num_classes = len(label_list)  # the head's width: the largest N a task may have
     rate = 0.1 if config.dropout else 0.0
     with strategy.scope():
-      self.model = classifier.Classifier(backbone.encoder, num_labels, pooling=pooling,
+      self.model = classifier.Classifier(backbone.encoder, self.num_classes, pooling=pooling,
                                          dropout_rate=rate).build_all()
       if backbone.checkpoint_prefix and backbone.label_list == list(label_list):
         tf.train.Checkpoint(head=self.model.head).read(backbone.checkpoint_prefix).expect_partial()
       self.learner = learner_lib.build_per_replica(lambda: classifier.Classifier(
-          backbones.build_encoder(backbone.config, config.dropout), num_labels, pooling=pooling,
-          dropout_rate=rate).build_all())
+          backbones.build_encoder(backbone.config, config.dropout), self.num_classes,
+          pooling=pooling, dropout_rate=rate).build_all())
       self.meta_vars, learner_vars = learner_lib.pair_variables(self.model, self.learner)
-      self.inner = learner_lib.InnerLoop(self.learner, learner_vars, config.inner_update_lr,
-                                         config.inner_batch_size, config.inner_optimizer)
-      self.optimizer = algorithm.outer_optimizer(config)
+      self.inner = learner_lib.InnerLoop(self.learner, learner_vars, config.inner_batch_size,
+                                         self.algorithm.inner_optimizer)
+      self.extras = self.algorithm.build(self.model)
+      # What the meta optimiser updates: the classifier, then the extras' trainable weights
+      # (the order of the shares task_step returns).
+      self.outer_vars = self.meta_vars + [v for module in self.extras.values()
+                                          for v in module.trainable_variables]
+      self.optimizer = self.algorithm.outer_optimizer()
+      # Its state made now, not on the first apply: a tf.function that creates variables is
+      # traced twice.
+      self.optimizer._create_all_weights(self.outer_vars)  # pylint: disable=protected-access
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="meta_step")
-    self.checkpoint = checkpoints.model_checkpoint(self.model, metadata,
-                                                   optimizer=self.optimizer, step=self.step)
+    self.checkpoint = checkpoints.model_checkpoint(self.model, metadata, optimizer=self.optimizer,
+                                                   step=self.step, **self.extras)
     self.ckpt_dir = os.path.join(output_dir, "ckpt")
     self.steps_per_epoch = math.ceil(config.num_train_task / config.outer_batch_size)
     self._meta_step = tf.function(self._meta_step_fn, reduce_retracing=True)
@@ -120,12 +142,44 @@ class MetaTrainer:
     return out
 
   def task_ids(self, step):
-    """Indices (into the fixed set of num_train_task episodes) of meta-step `step`'s tasks."""
+    """Indices (into the fixed set of num_train_task episodes) of meta-step `step`'s tasks:
+    outer_batch_size of them, fewer at the last step of an epoch."""
     n, b = self.config.num_train_task, self.config.outer_batch_size
     epoch, within = divmod(step, self.steps_per_epoch)
     # [seed, 7, epoch]: a stream apart from the episodes' own ([seed, task index]).
     order = np.random.default_rng([self.config.seed, 7, epoch]).permutation(n)
-    return [int(order[(within * b + j) % n]) for j in range(b)]  # wraps a last partial batch
+    return [int(i) for i in order[within * b:(within + 1) * b]]
+
+  def support_order(self, key, passes, n):
+    """[passes, n]: the support order of each inner pass of the task keyed `key`."""
+    if not self.config.shuffle_support:
+      return np.tile(np.arange(n, dtype=np.int32), (passes, 1))
+    # key (13, step, slot) or (17, test task): apart from the episode ([seed, index]) and epoch
+    # ([seed, 7, epoch]) streams.
+    rng = np.random.default_rng([self.config.seed, *key])
+    return np.array([rng.permutation(n) for _ in range(passes)], np.int32).reshape(passes, n)
+
+  def make_tasks(self, chosen, passes, keys, weights):
+    """The tensors of base.py's task dict for episodes `chosen`, stacked [T, ...]."""
+    support = self._gather([e.support for e in chosen])
+    query = self._gather([e.query for e in chosen])
+    num_classes = []
+    for t, episode in enumerate(chosen):
+      classes = (np.arange(self.num_classes) if episode.classes is None
+                 else np.asarray(episode.classes))
+      if len(classes) > self.num_classes:
+        raise ConfigError(f"a task has {len(classes)} classes; the head has {self.num_classes}")
+      local = np.full(self.num_classes, -1)
+      local[classes] = np.arange(len(classes))
+      for part in (support, query):
+        part["label_ids"][t] = local[part["label_ids"][t]]
+        if (part["label_ids"][t] < 0).any():
+          raise ValueError(f"episode of {episode.domain!r} has labels outside its classes")
+      num_classes.append(len(classes))
+    n = support["label_ids"].shape[1]
+    return dict(support=support, query=query, num_classes=np.array(num_classes, np.int32),
+                order=np.stack([self.support_order(k, passes, n) for k in keys]),
+                weight=np.array(weights, np.float32))
 
   def _distribute(self, batch):
     per = self.tasks_per_replica
@@ -137,51 +191,50 @@ class MetaTrainer:
 
   # ---- the meta step ----------------------------------------------------------------------
 
-  def _meta_step_fn(self, support, query, passes):
-    def replica_fn(support, query):
-      shares, losses = None, []
+  def _meta_step_fn(self, tasks):
+    def replica_fn(tasks):
+      shares, loss = None, 0.0
       for t in range(self.tasks_per_replica):
-        self.inner.reset(self.meta_vars)
-        self.inner.adapt({k: v[t] for k, v in support.items()}, passes)
-        contribution, loss = self.algorithm.task_contribution(
-            self.inner, {k: v[t] for k, v in query.items()}, self.meta_vars)
-        shares = contribution if shares is None else [a + c for a, c in zip(shares, contribution)]
-        losses.append(loss)
-      scale = 1.0 / self.config.outer_batch_size
-      self.optimizer.apply_gradients([(g * scale, v) for g, v in zip(shares, self.meta_vars)])
-      return tf.add_n(losses) * scale
-    losses = self.strategy.run(replica_fn, args=(support, query))
+        task = tf.nest.map_structure(lambda x: x[t], tasks)  # pylint: disable=cell-var-from-loop
+        share, task_loss = self.algorithm.task_step(self.inner, task, self.meta_vars)
+        share = [g * tf.cast(task["weight"], g.dtype) for g in share]
+        shares = share if shares is None else [a + g for a, g in zip(shares, share)]
+        loss += task_loss * task["weight"]
+      self.optimizer.apply_gradients(zip(shares, self.outer_vars))
+      return loss
+    losses = self.strategy.run(replica_fn, args=(tasks,))
     return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
   def train_step(self, step):
     """One meta-step (the tasks of global step `step`); returns the mean query loss."""
-    chosen = [self.train_sampler.episode(i) for i in self.task_ids(step)]
-    support = self._distribute(self._gather([e.support for e in chosen]))
-    query = self._distribute(self._gather([e.query for e in chosen]))
-    return float(self._meta_step(support, query, tf.constant(self.config.inner_update_step)))
+    ids = self.task_ids(step)
+    chosen = [self.train_sampler.episode(i) for i in ids]
+    pad = self.config.outer_batch_size - len(ids)
+    tasks = self.make_tasks(
+        chosen + chosen[:1] * pad, self.config.inner_update_step,
+        [(13, step, j) for j in range(self.config.outer_batch_size)],
+        [1.0 / len(ids)] * len(ids) + [0.0] * pad)
+    return float(self._meta_step(self._distribute(tasks)))
 
   # ---- meta-test --------------------------------------------------------------------------
 
-  def _adapt_and_predict_fn(self, support, query, passes):
-    def replica_fn(support, query):
-      self.inner.reset(self.meta_vars)
-      self.inner.adapt(support, passes)
-      return self.inner.loss_and_logits(query)[1]
-    logits = self.strategy.run(replica_fn, args=(support, query))
+  def _adapt_and_predict_fn(self, task):
+    def replica_fn(task):
+      return self.algorithm.adapt_for_test(self.inner, task, self.meta_vars)
+    logits = self.strategy.run(replica_fn, args=(task,))
     return self.strategy.experimental_local_results(logits)[0]
 
   def meta_test(self):
     """Mean query accuracy over num_test_task held-out-domain episodes (None without them)."""
-    if self.test_sampler is None or not self.config.num_test_task:
+    if self.test_sampler is None:
       return None
     accuracies = []
     for i in range(self.config.num_test_task):
-      episode = self.test_sampler.episode(i)
-      support = {k: v[0] for k, v in self._gather([episode.support]).items()}
-      query = {k: v[0] for k, v in self._gather([episode.query]).items()}
-      logits = self._adapt_and_predict(support, query,
-                                       tf.constant(self.config.inner_update_step_eval))
-      accuracies.append(float(np.mean(logits.numpy().argmax(-1) == query["label_ids"])))
+      task = self.make_tasks([self.test_sampler.episode(i)], self.config.inner_update_step_eval,
+                             [(17, i)], [1.0])
+      task = tf.nest.map_structure(lambda x: x[0], task)
+      logits = self._adapt_and_predict(task)
+      accuracies.append(float(np.mean(logits.numpy().argmax(-1) == task["query"]["label_ids"])))
     return float(np.mean(accuracies))
 
   # ---- checkpoints and the loop -----------------------------------------------------------

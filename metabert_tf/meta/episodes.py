@@ -6,6 +6,7 @@ examples of it are drawn at random, optionally balanced over the labels. The tas
 pure function of (seed, task index), so a resumed run sees exactly the tasks it would have.
 """
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -25,26 +26,32 @@ class Episode:
   domain: str
   support: np.ndarray  # indices into the feature arrays
   query: np.ndarray
+  # The task's classes: label ids in task-class order (task class k is label classes[k]);
+  # None: every label of the run, unchanged (a domain task of Meta-BERT).
+  classes: Optional[np.ndarray] = None
 
 
 class EpisodeSampler:
-  """Draws episodes from the examples of `domains` (names in `domain_list` order ids)."""
+  """Draws episodes from the examples of `domains` (names in `domain_list` order ids), never
+  from those where `exclude` (a bool per example) is True."""
 
-  def __init__(self, domain_ids, label_ids, domain_list, domains, config, seed):
+  def __init__(self, domain_ids, label_ids, domain_list, domains, config, seed, exclude=None):
     self.config = config
     self.seed = seed
     self.domains = list(domains)
     self.label_ids = np.asarray(label_ids)
     ids = np.asarray(domain_ids)
+    allowed = np.ones(len(ids), bool) if exclude is None else ~np.asarray(exclude, bool)
     self.members = {}
     need = config.num_support + config.num_query
     for name in self.domains:
       if name not in domain_list:
         raise DataError("--data", f"domain {name!r} is not in the data (have {domain_list})")
-      members = np.flatnonzero(ids == domain_list.index(name))
+      members = np.flatnonzero((ids == domain_list.index(name)) & allowed)
       if len(members) < need:
-        raise DataError("--data", f"domain {name!r} has {len(members)} examples, fewer than "
-                        f"num_support + num_query = {need}")
+        left = "" if exclude is None else " not excluded"
+        raise DataError("--data", f"domain {name!r} has {len(members)}{left} examples, fewer "
+                        f"than num_support + num_query = {need}")
       self.members[name] = members
     sizes = np.array([len(self.members[d]) for d in self.domains], np.float64)
     if config.domain_sampling == "proportional":

@@ -35,6 +35,7 @@ from metabert_tf import io_utils
 from metabert_tf import run_utils
 from metabert_tf import tokenization
 from metabert_tf import training
+from metabert_tf.meta import base
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
 from metabert_tf.meta import job as meta_job
@@ -106,21 +107,23 @@ def prepare_domain(examples, domain, seed, run_dir):
   return paths
 
 
-def meta_train(method, domain, seed, run_dir):
+def meta_train(method, domain, seed, run_dir, paths):
   config = engine.MetaConfig(
       episodes=episodes.EpisodeConfig(FLAGS.num_support, FLAGS.num_query),
       num_train_task=FLAGS.num_train_task, num_test_task=0,
       outer_batch_size=FLAGS.outer_batch_size, inner_batch_size=FLAGS.inner_batch_size,
-      inner_update_step=FLAGS.inner_update_step, inner_update_lr=FLAGS.inner_update_lr,
-      outer_update_lr=FLAGS.outer_update_lr, reptile_epsilon=FLAGS.reptile_epsilon,
-      epochs=FLAGS.meta_epochs, seed=seed, progress=False)
+      inner_update_step=FLAGS.inner_update_step, epochs=FLAGS.meta_epochs, seed=seed,
+      progress=False, algorithm=base.make_config(
+          meta_job.ALGORITHMS[method], inner_update_lr=FLAGS.inner_update_lr,
+          outer_update_lr=FLAGS.outer_update_lr, reptile_epsilon=FLAGS.reptile_epsilon))
   out = os.path.join(run_dir, method, "meta")
   done = os.path.join(out, "results.json")
   if not os.path.exists(done):
     meta_job.run_meta_job(meta_job.MetaJob(
         output_dir=out, data=FLAGS.data, algorithm=method, test_domains=[domain],
         bert_model=FLAGS.bert_model, max_seq_length=FLAGS.max_seq_length,
-        precision=FLAGS.precision, meta=config))
+        # Were the meta-test turned on, it must not draw the examples scored below.
+        meta_test_exclude=paths["test"], precision=FLAGS.precision, meta=config))
   # Looked up, not read from results.json: the output dir may have moved since.
   return tf.train.latest_checkpoint(os.path.join(out, "ckpt"))
 
@@ -182,7 +185,7 @@ def main(_):
         model = FLAGS.bert_model
         if method in meta_methods:
           bar.set_postfix_str(f"{domain} seed {seed}: meta-train {method}")
-          model = meta_train(method, domain, seed, run_dir)
+          model = meta_train(method, domain, seed, run_dir, paths)
           bar.update()
         for setting in settings:
           bar.set_postfix_str(f"{domain} seed {seed}: {method} {setting}")

@@ -8,15 +8,19 @@ Meta update with the outer optimiser (Adam, lr 5e-5 in Meta-BERT):
 """
 import tf_keras
 
+from metabert_tf.meta import base
+
 NAME = "fomaml"
+Config = base.PlainInnerConfig
 
 
-def task_contribution(inner, query, meta_vars):
-  """The per-task meta-gradient g_i (the learner was just adapted to the task) and query loss."""
-  del meta_vars
-  loss, grads = inner.loss_and_grads(query)
-  return grads, loss
+class Algorithm(base.PlainInner):
+  NAME = NAME
 
+  def task_step(self, inner, task, meta_vars):
+    self.adapt(inner, task, meta_vars)
+    loss, grads = inner.loss_and_grads(task["query"], task["num_classes"])
+    return grads, loss
 
-def outer_optimizer(config):
-  return tf_keras.optimizers.legacy.Adam(config.outer_update_lr)
+  def outer_optimizer(self):
+    return tf_keras.optimizers.legacy.Adam(self.config.outer_update_lr)

@@ -37,6 +37,8 @@ class MetaJob:
   precision: str = "fp32"
   pooling: Optional[str] = None
   save_every_steps: int = 0
+  # Data a later evaluation scores (any reader format): the meta-test never draws its examples.
+  meta_test_exclude: Optional[str] = None
   meta: engine.MetaConfig = dataclasses.field(default_factory=engine.MetaConfig)
 
 
@@ -54,6 +56,15 @@ def choose_domains(domain_list, domain_ids, test_domains, num_domain, source):
   return sorted(rest[:num_domain])
 
 
+def excluded_examples(features, path, input_encoder, label_list):
+  """A bool per example of `features`: True where its text is also in `path` (compared as
+  token ids, so a duplicate of a test example elsewhere in the data is excluded too)."""
+  other = datasets.load_features(path, input_encoder, label_list, allow_unseen_labels=True)
+  key = lambda f, i: f["input_word_ids"][i].tobytes() + f["input_type_ids"][i].tobytes()
+  banned = {key(other, i) for i in range(len(other["input_word_ids"]))}
+  return np.array([key(features, i) in banned for i in range(len(features["input_word_ids"]))])
+
+
 def run_meta_job(job: MetaJob, strategy=None):
   """Meta-trains (or resumes) `job`; returns (and writes to output_dir/results.json) results."""
   if job.algorithm not in ALGORITHMS:
@@ -64,8 +75,14 @@ def run_meta_job(job: MetaJob, strategy=None):
   run_utils.set_seed(job.meta.seed)
   run_utils.set_precision(job.precision)
   source = backbones.describe_backbone(job.bert_model, job.do_lower_case)  # data before weights
+  encoder = source.input_encoder(job.max_seq_length)
   features, label_list, domain_list = datasets.multidomain_features(
-      job.data, source.input_encoder(job.max_seq_length), job.label_list, source.label_list)
+      job.data, encoder, job.label_list, source.label_list)
+  exclude = None
+  if job.meta_test_exclude:
+    if not datasets.exists(job.meta_test_exclude):
+      raise DataError(job.meta_test_exclude, "file or directory not found")
+    exclude = excluded_examples(features, job.meta_test_exclude, encoder, label_list)
   train_domains = choose_domains(domain_list, features["domain_ids"], job.test_domains,
                                  job.num_domain, job.data)
   logging.info("Meta-training domains %s; test domains %s", train_domains, job.test_domains)
@@ -78,7 +95,7 @@ def run_meta_job(job: MetaJob, strategy=None):
       train_domains=train_domains, test_domains=list(job.test_domains))
   trainer = engine.MetaTrainer(strategy, ALGORITHMS[job.algorithm], backbone, label_list, pooling,
                                features, domain_list, train_domains, list(job.test_domains),
-                               job.meta, job.output_dir, metadata)
+                               job.meta, job.output_dir, metadata, test_exclude=exclude)
   history = trainer.train(job.save_every_steps)
   results = {"algorithm": job.algorithm, "label_list": label_list, "pooling": pooling,
              "train_domains": train_domains, "test_domains": list(job.test_domains),

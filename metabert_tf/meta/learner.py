@@ -1,4 +1,4 @@
-"""Per-replica "learner" copies of the model and the inner loop that adapts them to one task.
+"""Per-replica "learner" copies of the model, and the inner-loop building blocks.
 
 Meta weights are ordinary (mirrored) variables. The learner is a second copy of the model built
 under a variable creator that makes every floating variable `ON_READ` / `ONLY_FIRST_REPLICA` /
@@ -6,8 +6,13 @@ untrainable, so under MirroredStrategy each replica owns an independent copy it 
 its own task (the pattern of ../shared/NOTES.md section 3). Outside a distribution strategy
 these are plain variables. The learner is never checkpointed or exported.
 
-Inner optimiser (per task, state reset each task): SGD, or Adam as Meta-BERT uses
-(torch.optim.Adam defaults: beta1 0.9, beta2 0.999, eps 1e-8, bias-corrected).
+Building blocks an algorithm composes (`InnerLoop`): `reset` (learner <- meta weights, fresh
+optimiser state), `step` (one update on a batch with per-variable learning rates, a trainable
+mask, global-norm clipping and per-example weights; SGD, or Adam as Meta-BERT uses:
+torch.optim.Adam defaults, beta1 0.9, beta2 0.999, eps 1e-8, bias-corrected), `adapt` (passes
+over a task's support set in the task's per-pass order), `loss_and_grads` / `logits`.
+A task's N classes are the first N logits of the head (`mask_logits`), so tasks of any N <= the
+head's width share one traced graph.
 """
 import re
 
@@ -58,15 +63,32 @@ def pair_variables(meta_model, learner_model):
   return meta_vars, learner_vars
 
 
-class InnerLoop:
-  """Adapts the learner copy to one task's support set; gives losses/gradients on a query set."""
+def mask_logits(logits, num_classes=None):
+  """Logits of the classes >= num_classes pushed to -1e9: softmax, loss and argmax then equal
+  those of an N-class head (exp(-1e9 - max) is exactly 0 in float32)."""
+  if num_classes is None:
+    return logits
+  valid = tf.range(tf.shape(logits)[-1]) < tf.cast(num_classes, tf.int32)
+  return tf.where(valid, logits, tf.constant(-1e9, logits.dtype))
 
-  def __init__(self, learner_model, learner_vars, learning_rate, batch_size, optimizer="adam"):
+
+def cross_entropy(labels, logits, example_weights=None):
+  """Mean cross-entropy; with weights, sum(w * ce) / sum(w) (a zero weight drops an example)."""
+  ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+  if example_weights is None:
+    return tf.reduce_mean(ce)
+  w = tf.cast(example_weights, ce.dtype)
+  return tf.reduce_sum(w * ce) / tf.maximum(tf.reduce_sum(w), 1e-12)
+
+
+class InnerLoop:
+  """The learner copy and the blocks that adapt it to one task (see the module docstring)."""
+
+  def __init__(self, learner_model, learner_vars, batch_size, optimizer="sgd"):
     if optimizer not in ("adam", "sgd"):
       raise ValueError(f"inner optimizer must be adam or sgd, got {optimizer!r}")
     self.model = learner_model
     self.vars = learner_vars
-    self.learning_rate = learning_rate
     self.batch_size = batch_size
     self.optimizer = optimizer
     if optimizer == "adam":
@@ -81,51 +103,81 @@ class InnerLoop:
       for slot in self.m + self.v:
         slot.assign(tf.zeros_like(slot))
 
-  def loss_and_logits(self, batch):
-    """Evaluation-mode loss and logits of the learner on `batch` (no gradients)."""
-    logits = self.model(batch, training=False)
-    loss = tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label_ids"], logits))
-    return loss, logits
+  def logits(self, batch, num_classes=None, training=False):
+    return mask_logits(self.model(batch, training=training), num_classes)
 
-  def loss_and_grads(self, batch, training=True):
-    """Mean cross-entropy on `batch` and its dense gradients w.r.t. the learner weights."""
+  def loss_and_logits(self, batch, num_classes=None):
+    """Evaluation-mode loss and (masked) logits of the learner on `batch` (no gradients)."""
+    logits = self.logits(batch, num_classes)
+    return cross_entropy(batch["label_ids"], logits), logits
+
+  def loss_and_grads(self, batch, num_classes=None, example_weights=None, training=True,
+                     variables=None):
+    """Cross-entropy on `batch` and its dense gradients w.r.t. `variables` (all learner
+    weights by default)."""
+    variables = self.vars if variables is None else variables
     with tf.GradientTape(watch_accessed_variables=False) as tape:
-      tape.watch(self.vars)
-      logits = self.model(batch, training=training)
-      loss = tf.reduce_mean(
-          tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label_ids"], logits))
-    grads = tape.gradient(loss, self.vars, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+      tape.watch(variables)
+      logits = self.logits(batch, num_classes, training=training)
+      loss = cross_entropy(batch["label_ids"], logits, example_weights)
+    grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     # ON_READ variables have no scatter ops: densify the embedding's IndexedSlices.
     return loss, [tf.convert_to_tensor(g) for g in grads]
 
-  def _apply(self, grads, step):
+  def step(self, batch, lrs, t=1, num_classes=None, mask=None, clip_norm=None,
+           example_weights=None):
+    """One inner update on `batch`; returns its loss.
+
+    lrs: one learning rate, or one per learner variable (floats or scalar tensors, so a learned
+    rate can be a variable); mask: a bool per variable, False = frozen (not differentiated,
+    not updated); clip_norm: clip the adapted variables' gradients to this global norm;
+    t: the 1-based step number within the task (Adam's bias correction)."""
+    adapted = [i for i in range(len(self.vars)) if mask is None or mask[i]]
+    if not isinstance(lrs, (list, tuple)):
+      lrs = [lrs] * len(self.vars)
+    loss, grads = self.loss_and_grads(batch, num_classes, example_weights,
+                                      variables=[self.vars[i] for i in adapted])
+    if clip_norm is not None:
+      grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+    self._apply([(i, g, lrs[i]) for i, g in zip(adapted, grads)], t)
+    return loss
+
+  def _apply(self, updates, t):
     # One fused kernel per variable: written as separate ops, this update took ~11% of a meta-step.
     if self.optimizer == "sgd":
-      for var, g in zip(self.vars, grads):
-        tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=self.learning_rate, delta=g)
+      for i, g, lr in updates:
+        tf.raw_ops.ResourceApplyGradientDescent(var=self.vars[i].handle, alpha=lr, delta=g)
       return
     b1, b2, eps = 0.9, 0.999, 1e-8
-    t = tf.cast(step, tf.float32)
+    t = tf.cast(t, tf.float32)
     b1_power, b2_power = b1 ** t, b2 ** t
     # The kernel computes lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + epsilon); torch adds
     # eps to sqrt(v / (1 - b2^t)) instead, i.e. epsilon = eps * sqrt(1 - b2^t).
-    for var, g, m, v in zip(self.vars, grads, self.m, self.v):
+    for i, g, lr in updates:
       tf.raw_ops.ResourceApplyAdam(
-          var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power, beta2_power=b2_power,
-          lr=self.learning_rate, beta1=b1, beta2=b2, epsilon=eps * tf.sqrt(1.0 - b2_power),
-          grad=g)
+          var=self.vars[i].handle, m=self.m[i].handle, v=self.v[i].handle,
+          beta1_power=b1_power, beta2_power=b2_power, lr=lr, beta1=b1, beta2=b2,
+          epsilon=eps * tf.sqrt(1.0 - b2_power), grad=g)
 
-  def adapt(self, support, num_passes):
-    """`num_passes` passes over the support set in batches of `batch_size` (a tensor count,
-    so changing it does not retrace). Returns the number of inner steps taken."""
-    n = tf.shape(support["label_ids"])[0]
-    num_batches = (n + self.batch_size - 1) // self.batch_size
-    total = num_batches * tf.cast(num_passes, tf.int32)
-    for step in tf.range(total):
-      start = (step % num_batches) * self.batch_size
-      end = tf.minimum(start + self.batch_size, n)
-      batch = {k: v[start:end] for k, v in support.items()}
-      _, grads = self.loss_and_grads(batch)
-      self._apply(grads, step + 1)
+  def support_batch(self, support, order, s):
+    """Inner step `s`'s batch: pass s // B visits the support set in `order[pass]`, B batches of
+    batch_size (the last may be smaller)."""
+    n = tf.shape(order)[1]
+    per_pass = (n + self.batch_size - 1) // self.batch_size
+    start = (s % per_pass) * self.batch_size
+    idx = order[s // per_pass, start:tf.minimum(start + self.batch_size, n)]
+    return {k: tf.gather(v, idx) for k, v in support.items()}
+
+  def num_steps(self, order):
+    """Inner steps of len(order) passes over a support set of order.shape[1] examples."""
+    n = tf.shape(order)[1]
+    return (n + self.batch_size - 1) // self.batch_size * tf.shape(order)[0]
+
+  def adapt(self, task, lrs, **step_options):
+    """One `step` per support batch over all of `task`'s passes (a tensor count, so changing it
+    does not retrace). Returns the number of inner steps taken."""
+    total = self.num_steps(task["order"])
+    for s in tf.range(total):
+      self.step(self.support_batch(task["support"], task["order"], s), lrs, t=s + 1,
+                num_classes=task["num_classes"], **step_options)
     return total

@@ -7,21 +7,37 @@ For each task i of a meta-batch of T tasks: phi_i = Inner^n(theta; support_i).
                Adam, lr outer_update_lr, as a gradient; Adam rescales the step per weight)
 The query set is not used by the update; its loss at phi_i is reported for monitoring.
 """
+import dataclasses
+
 import tf_keras
+
+from metabert_tf.meta import base
 
 NAME = "reptile"
 VARIANTS = ("classic", "adam")
 
 
-def task_contribution(inner, query, meta_vars):
-  loss, _ = inner.loss_and_logits(query)
-  return [theta - phi for theta, phi in zip(meta_vars, inner.vars)], loss
+@dataclasses.dataclass
+class Config(base.PlainInnerConfig):
+  variant: str = "classic"
+  reptile_epsilon: float = 0.5
 
 
-def outer_optimizer(config):
-  """`classic`: plain SGD with lr = reptile_epsilon; `adam`: mailong25's Adam on theta - phi."""
-  if config.variant == "classic":
-    return tf_keras.optimizers.legacy.SGD(config.reptile_epsilon)
-  if config.variant == "adam":
-    return tf_keras.optimizers.legacy.Adam(config.outer_update_lr)
-  raise ValueError(f"reptile variant must be one of {VARIANTS}, got {config.variant!r}")
+class Algorithm(base.PlainInner):
+  NAME = NAME
+
+  def __init__(self, config):
+    if config.variant not in VARIANTS:
+      raise ValueError(f"reptile variant must be one of {VARIANTS}, got {config.variant!r}")
+    super().__init__(config)
+
+  def task_step(self, inner, task, meta_vars):
+    self.adapt(inner, task, meta_vars)
+    loss, _ = inner.loss_and_logits(task["query"], task["num_classes"])
+    return [theta - phi for theta, phi in zip(meta_vars, inner.vars)], loss
+
+  def outer_optimizer(self):
+    """`classic`: plain SGD with lr = reptile_epsilon; `adam`: mailong25's Adam on theta - phi."""
+    if self.config.variant == "classic":
+      return tf_keras.optimizers.legacy.SGD(self.config.reptile_epsilon)
+    return tf_keras.optimizers.legacy.Adam(self.config.outer_update_lr)
