@@ -10,6 +10,8 @@ Methods (rows of Table 3), each scored on every domain's test set:
   mix, mtl, adv   one model on every domain's data (multidomain_job: pooled, a head per domain,
             adversarial domain classifier), scored per domain
   mft_dc, mft_tw, mft_full   MFT (variant) on every domain's data, then BERT (S) from it
+  mix_s     the control for MFT's two stages: BERT (Mix), then BERT (S) from it (MFT with
+            neither typicality weights nor corruption loss); not in the paper
 Fractions: 100 is Table 3; 5, 10, 20 are the few-shot table (bert_s and mft_full, with MFT on
 the same reduced data). Each seed x method x fraction runs in a child process; killed, the
 experiment reuses every finished run (results.json). Writes summary.json and results.md.
@@ -33,10 +35,13 @@ from metabert_tf import run_utils
 from metabert_tf import tokenization
 from metabert_tf import training
 
-METHODS = ("bert_s", "mix", "mtl", "adv", "mft_dc", "mft_tw", "mft_full")
+METHODS = ("bert_s", "mix", "mtl", "adv", "mft_dc", "mft_tw", "mft_full", "mix_s")
+# Two-stage methods: a multi-domain stage (its job method), then per-domain fine-tuning from it.
+STAGED = {"mft_dc": "mft", "mft_tw": "mft", "mft_full": "mft", "mix_s": "mix"}
 FEW_SHOT_METHODS = ("bert_s", "mft_full")
 NAMES = {"bert_s": "BERT (S)", "mix": "BERT (Mix)", "mtl": "BERT (MTL)", "adv": "BERT (Adv)",
-         "mft_dc": "MFT (DC)", "mft_tw": "MFT (TW)", "mft_full": "MFT (Full)"}
+         "mft_dc": "MFT (DC)", "mft_tw": "MFT (TW)", "mft_full": "MFT (Full)",
+         "mix_s": "BERT (Mix) then S"}
 
 flags.DEFINE_string("data_dir", None, "Split files written by data_prep.mft_splits.")
 flags.DEFINE_string("output_dir", None, "Where runs and tables go.")
@@ -53,7 +58,8 @@ flags.DEFINE_integer("epochs", 2, "Epochs of per-domain fine-tuning and of mix/m
                      lower_bound=1)
 flags.DEFINE_integer("min_steps", 50, "Fine-tuning runs get at least this many steps (small "
                      "few-shot sets get more epochs).", lower_bound=1)
-flags.DEFINE_integer("mft_epochs", 1, "Epochs of the MFT stage.", lower_bound=1)
+flags.DEFINE_integer("mft_epochs", 1, "Epochs of the multi-domain stage of MFT and mix_s.",
+                     lower_bound=1)
 flags.DEFINE_integer("batch_size", 32, "Training batch size.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 2e-5, "Peak AdamW learning rate (every stage).")
 flags.DEFINE_float("mft_lambda", 0.1, "Weight of MFT's domain-corruption loss.")
@@ -120,7 +126,7 @@ def multidomain(method, fraction, seed, out, epochs, eval_data=None):
     layers = [int(x) for x in FLAGS.corruption_layers or []] or None
     multidomain_job.run_multidomain_job(multidomain_job.MultiDomainJob(
         output_dir=out, data=train, eval_data=eval_data,
-        method="mft" if method.startswith("mft_") else method, bert_model=FLAGS.bert_model,
+        method=STAGED.get(method, method), bert_model=FLAGS.bert_model,
         max_seq_length=FLAGS.max_seq_length, precision=FLAGS.precision,
         train=_config(seed, _count(train), epochs), adversarial_weight=FLAGS.adversarial_weight,
         mft=mft.MFTConfig(variant=variant, alpha=FLAGS.mft_alpha, corruption_weight=FLAGS.mft_lambda,
@@ -141,12 +147,13 @@ def run_cell(seed, method, fraction):
     return {d: m["accuracy"] for d, m in results["eval"]["by_domain"].items()}
   model = FLAGS.bert_model
   pending = [d for d in domains() if not os.path.exists(os.path.join(run_dir, d, "results.json"))]
-  if method.startswith("mft_") and pending:
-    model = multidomain(method, fraction, seed, os.path.join(run_dir, "mft"),
-                        FLAGS.mft_epochs)["checkpoint"]
+  stage_dir = os.path.join(run_dir, STAGED.get(method, ""))
+  if method in STAGED and pending:
+    model = multidomain(method, fraction, seed, stage_dir, FLAGS.mft_epochs)["checkpoint"]
   accuracies = {d: fine_tune(d, fraction, seed, model, os.path.join(run_dir, d))
                 for d in domains()}
-  _drop_checkpoints(os.path.join(run_dir, "mft"))
+  if method in STAGED:
+    _drop_checkpoints(stage_dir)
   return accuracies
 
 
@@ -169,7 +176,7 @@ def tables(results):
                       "average": [sum(r.values()) / len(r) for r in rs]}
            for m, rs in runs.items() if rs}
   gains = {}
-  for base in ("BERT (S)", "BERT (Mix)"):
+  for base in ("BERT (S)", "BERT (Mix)", "BERT (Mix) then S"):
     if "MFT (Full)" in table and base in table:
       gains.update(evaluation.paired_gains({"MFT (Full)": table["MFT (Full)"], base: table[base]},
                                            base))

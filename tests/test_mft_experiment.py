@@ -68,13 +68,16 @@ def test_experiment_grid_tables_and_reuse(tmp_path, tiny_google_dir):
   assert not (out / "seed0/mft_full/100pct/a/ckpt").exists()  # dropped unless kept
   for result in out.glob("seed0/*/100pct/*/results.json"):
     os.utime(result, (0, 0))
-  again = subprocess.run(command + ["--methods=bert_s,mix,mft_full", "--fractions=100,50"],
+  again = subprocess.run(command + ["--methods=bert_s,mix,mft_full,mix_s", "--fractions=100,50"],
                          cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert all(r.stat().st_mtime == 0 for r in out.glob("seed0/*/100pct/[ab]/results.json"))
+  reused = [r for m in ("bert_s", "mft_full") for r in out.glob(f"seed0/{m}/100pct/[ab]/results.json")]
+  assert len(reused) == 4 and all(r.stat().st_mtime == 0 for r in reused)
   summary = json.load(open(out / "summary.json"))
-  assert set(summary["table3"]) == {"BERT (S)", "BERT (Mix)", "MFT (Full)",
-                                    "MFT (Full) - BERT (S)", "MFT (Full) - BERT (Mix)"}
+  assert set(summary["table3"]) == {
+      "BERT (S)", "BERT (Mix)", "MFT (Full)", "BERT (Mix) then S", "MFT (Full) - BERT (S)",
+      "MFT (Full) - BERT (Mix)", "MFT (Full) - BERT (Mix) then S"}
+  assert (out / "seed0/mix_s/100pct/mix/results.json").exists()  # its multi-domain stage
   accuracy = json.load(open(out / "seed0/bert_s/100pct/a/results.json"))["accuracy"]
   assert summary["table3"]["BERT (S)"]["a"]["accuracies"] == [accuracy]
   assert set(summary["few_shot"]) == {"BERT (S)", "MFT (Full)", "MFT (Full) - BERT (S)"}
