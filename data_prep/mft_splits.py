@@ -29,11 +29,15 @@ PAPER_SIZES = {"books": (1763, 120, 117), "dvd": (1752, 120, 128),
 FRACTIONS = (5, 10, 20)  # percent of each domain's training data, the few-shot table
 SPLITS = ("train", "dev", "test") + tuple(f"train_{p}pct" for p in FRACTIONS)
 
-flags.DEFINE_string("data", None, "The Amazon reviews (<domain>/{positive,negative}.review).")
-flags.DEFINE_string("output_dir", None, "Where the split files go.")
-flags.DEFINE_integer("seed", 0, "Seed of the shuffle.")
-flags.mark_flags_as_required(["data", "output_dir"])
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The CLI's flags (only when run as a program: importing must not claim flag names)."""
+  flags.DEFINE_string("data", None, "The Amazon reviews (<domain>/{positive,negative}.review).")
+  flags.DEFINE_string("output_dir", None, "Where the split files go.")
+  flags.DEFINE_integer("seed", 0, "Seed of the shuffle.")
+  flags.mark_flags_as_required(["data", "output_dir"])
 
 
 def split_domain(examples, sizes, seed, domain):
@@ -81,4 +85,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

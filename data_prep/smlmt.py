@@ -325,28 +325,33 @@ def generate(inputs, output_dir, source, num_classes, tasks_per_n, seed=0, max_s
   return metas
 
 
-flags.DEFINE_multi_string("input", None, "Unlabeled text, repeatable: a plain-text file (.txt or "
-                          "no extension, one sentence or document per line) or any reader "
-                          f"format, as {readers.SPEC_HELP}.")
-flags.DEFINE_string("output_dir", None, "Where meta_pretrain_<N>.tf_record and .json go.")
-flags.DEFINE_list("num_classes", ["2", "3", "4", "5"], "The N values: one file per N.")
-flags.DEFINE_integer("tasks_per_n", 100, "Tasks written for each N.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the sentence samples and the tasks.")
-flags.DEFINE_string("bert_model", "minilm-l6", "Backbone whose vocabulary/casing to use.")
-flags.DEFINE_bool("do_lower_case", None, "Override the backbone's casing.")
-flags.DEFINE_integer("max_seq_length", 128, "Tokens per record, padded.",
-                     lower_bound=tokenization.MIN_SEQ_LENGTH)
-flags.DEFINE_integer("min_count", None, "Fewest sentences a task word must occur in; default "
-                     "(and minimum): ceil(task_size / smallest N).", lower_bound=1)
-flags.DEFINE_integer("max_count", None, "Most sentences a task word may occur in; default: any.",
-                     lower_bound=1)
-flags.DEFINE_integer("task_size", 90, "Records per task (support + query).", lower_bound=2)
-flags.DEFINE_integer("num_query", 10, "Query records per task (the last of each block).",
-                     lower_bound=0)
-flags.DEFINE_integer("sentences_per_word", 256, "Sentences sampled per candidate word (bounds "
-                     "memory; tasks reusing a word draw from this sample).", lower_bound=1)
-flags.mark_flags_as_required(["input", "output_dir"])
-run_utils.require_int_list("num_classes", minimum=2)
+def define_flags():
+  """The CLI's flags (defined only when run as a program: importing the module for its
+  functions must not claim flag names such as --input)."""
+  flags.DEFINE_multi_string("input", None, "Unlabeled text, repeatable: a plain-text file "
+                            "(.txt or no extension, one sentence or document per line) or any "
+                            f"reader format, as {readers.SPEC_HELP}.")
+  flags.DEFINE_string("output_dir", None, "Where meta_pretrain_<N>.tf_record and .json go.")
+  flags.DEFINE_list("num_classes", ["2", "3", "4", "5"], "The N values: one file per N.")
+  flags.DEFINE_integer("tasks_per_n", 100, "Tasks written for each N.", lower_bound=1)
+  flags.DEFINE_integer("seed", 0, "Seed of the sentence samples and the tasks.")
+  flags.DEFINE_string("bert_model", "minilm-l6", "Backbone whose vocabulary/casing to use.")
+  flags.DEFINE_bool("do_lower_case", None, "Override the backbone's casing.")
+  flags.DEFINE_integer("max_seq_length", 128, "Tokens per record, padded.",
+                       lower_bound=tokenization.MIN_SEQ_LENGTH)
+  flags.DEFINE_integer("min_count", None, "Fewest sentences a task word must occur in; default "
+                       "(and minimum): ceil(task_size / smallest N).", lower_bound=1)
+  flags.DEFINE_integer("max_count", None, "Most sentences a task word may occur in; default: any.",
+                       lower_bound=1)
+  flags.DEFINE_integer("task_size", 90, "Records per task (support + query).", lower_bound=2)
+  flags.DEFINE_integer("num_query", 10, "Query records per task (the last of each block).",
+                       lower_bound=0)
+  flags.DEFINE_integer("sentences_per_word", 256, "Sentences sampled per candidate word (bounds "
+                       "memory; tasks reusing a word draw from this sample).", lower_bound=1)
+  flags.mark_flags_as_required(["input", "output_dir"])
+  run_utils.require_int_list("num_classes", minimum=2)
+
+
 FLAGS = flags.FLAGS
 
 
@@ -365,4 +370,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
