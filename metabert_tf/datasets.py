@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from data_prep import readers
 from data_prep.examples import DataError
+from metabert_tf import backbones
 from metabert_tf import records
 
 TF_RECORD_SUFFIXES = (".tf_record", ".tfrecord")
@@ -153,3 +154,12 @@ def multidomain_features(path, input_encoder, explicit_labels=None, model_labels
   label_list = choose_label_list([examples], explicit_labels, model_labels, source=path)
   features = records.encode(examples, input_encoder, label_list, domain_list, source=path)
   return features, label_list, domain_list
+
+
+def multidomain_job_inputs(data, bert_model, do_lower_case, max_seq_length, label_list=None):
+  """What a multi-domain job reads before any weights are loaded (so bad data fails fast):
+  (the backbone's description, its input encoder, features, label_list, domain_list)."""
+  source = backbones.describe_backbone(bert_model, do_lower_case)
+  encoder = source.input_encoder(max_seq_length)
+  features, labels, domains = multidomain_features(data, encoder, label_list, source.label_list)
+  return source, encoder, features, labels, domains

@@ -69,10 +69,8 @@ def run_multidomain_job(job: MultiDomainJob, strategy=None):
   strategy = strategy or tf.distribute.get_strategy()
   run_utils.set_seed(job.train.seed)
   run_utils.set_precision(job.precision)
-  source = backbones.describe_backbone(job.bert_model, job.do_lower_case)  # data before weights
-  input_encoder = source.input_encoder(job.max_seq_length)
-  features, label_list, domain_list = datasets.multidomain_features(
-      job.data, input_encoder, job.label_list, source.label_list)
+  source, input_encoder, features, label_list, domain_list = datasets.multidomain_job_inputs(
+      job.data, job.bert_model, job.do_lower_case, job.max_seq_length, job.label_list)
   eval_features = None if not job.eval_data else _eval_features(job, input_encoder, label_list,
                                                                 domain_list)
   objective = make_objective(job, len(domain_list), len(label_list),

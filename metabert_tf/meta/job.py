@@ -74,10 +74,8 @@ def run_meta_job(job: MetaJob, strategy=None):
   strategy = strategy or tf.distribute.get_strategy()
   run_utils.set_seed(job.meta.seed)
   run_utils.set_precision(job.precision)
-  source = backbones.describe_backbone(job.bert_model, job.do_lower_case)  # data before weights
-  encoder = source.input_encoder(job.max_seq_length)
-  features, label_list, domain_list = datasets.multidomain_features(
-      job.data, encoder, job.label_list, source.label_list)
+  _, encoder, features, label_list, domain_list = datasets.multidomain_job_inputs(
+      job.data, job.bert_model, job.do_lower_case, job.max_seq_length, job.label_list)
   exclude = None
   if job.meta_test_exclude:
     if not datasets.exists(job.meta_test_exclude):
