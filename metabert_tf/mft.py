@@ -170,6 +170,11 @@ def fingerprint(model, features, config):
   return digest.hexdigest()[:32]
 
 
+def sentence_features(model, batch):
+  """The features typicality is computed from: the classifier's pooled sentence vectors."""
+  return model.encode(batch, training=False)[0]
+
+
 def typicality_scores(model, features, config, path, batch_size=64, progress=True):
   """t_i for every example, from the sentence features of `model` (the starting model).
 
@@ -186,7 +191,7 @@ def typicality_scores(model, features, config, path, batch_size=64, progress=Tru
     return np.asarray(saved["scores"], np.float32)
   embeddings = evaluation.predict_logits(
       model, features, batch_size, progress, desc="typicality",
-      forward=lambda m, batch: m.encode(batch, training=False)[0])
+      forward=sentence_features)
   scores = typicality.typicality(embeddings, features["label_ids"], features["domain_ids"],
                                  config.alpha, config.num_prototypes, config.typicality_formula,
                                  config.seed)

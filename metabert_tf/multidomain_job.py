@@ -124,7 +124,7 @@ def evaluate_per_domain(model, objective, features, domain_list, num_labels, bat
   """{domain: metrics} and their mean accuracy, scored as the objective scores (MTL: the
   domain's own head)."""
   logits = evaluation.predict_logits(model, features, batch_size, progress,
-                                     forward=lambda m, batch: objective.logits(m, batch))
+                                     forward=objective.logits)
   by_domain = {}
   for i, domain in enumerate(domain_list):
     rows = features["domain_ids"] == i
