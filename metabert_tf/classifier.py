@@ -4,6 +4,9 @@
 pooler over [CLS]. `pooling="mean"` averages the unpadded token vectors, which is how
 sentence-transformers models (such as the bundled all-MiniLM-L6-v2) were trained.
 Logits are float32 even under a mixed precision policy, so losses stay accurate.
+
+The head is a dense layer, or LEOPARD's `GeneratedSoftmaxHead` (class weights generated from
+examples, any number of classes).
 """
 import tensorflow as tf
 import tf_keras
@@ -14,7 +17,7 @@ POOLING = ("pooler", "mean")
 class Classifier(tf_keras.Model):
 
   def __init__(self, encoder, num_labels, dropout_rate=0.1, initializer_range=0.02,
-               pooling="pooler", **kwargs):
+               pooling="pooler", head=None, **kwargs):
     super().__init__(**kwargs)
     if pooling not in POOLING:
       raise ValueError(f"pooling must be one of {POOLING}, got {pooling!r}")
@@ -22,7 +25,7 @@ class Classifier(tf_keras.Model):
     self.pooling = pooling
     self.num_labels = num_labels
     self.dropout = tf_keras.layers.Dropout(dropout_rate)
-    self.head = tf_keras.layers.Dense(
+    self.head = head or tf_keras.layers.Dense(
         num_labels, name="classifier_head",
         kernel_initializer=tf_keras.initializers.TruncatedNormal(stddev=initializer_range))
 
@@ -52,3 +55,52 @@ def masked_mean(vectors, mask):
   """Mean of token `vectors` [B, L, H] over the positions where `mask` [B, L] is 1."""
   mask = tf.cast(mask, vectors.dtype)[:, :, None]
   return tf.reduce_sum(vectors * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
+
+
+class GeneratedSoftmaxHead(tf_keras.layers.Layer):
+  """LEOPARD's output layer (Bansal et al. 2020): task features f = h(x) by an MLP
+  H -> H/2 (tanh) -> `feature_size`, and logits f . w_c + b_c with one row [w_c | b_c] per class
+  in `class_rows` [max_classes, feature_size + 1]. The rows are generated from labeled examples:
+  row c = the mean of g(x) over the examples of class c, g a second MLP H -> H/2 (tanh) ->
+  feature_size + 1 (`generate`). Meta-training adapts the rows per task (they are then not
+  trainable weights of the meta-model); a fine-tuned model trains them like any head."""
+
+  def __init__(self, hidden_size, max_classes, feature_size=256, rows_trainable=False,
+               initializer_range=0.02, name="generated_softmax_head", **kwargs):
+    super().__init__(name=name, **kwargs)  # a fixed name: the learner copy pairs by name
+    init = lambda: tf_keras.initializers.TruncatedNormal(stddev=initializer_range)  # noqa: E731
+    mlp = lambda name, out: [  # noqa: E731
+        tf_keras.layers.Dense(hidden_size // 2, "tanh", kernel_initializer=init(),
+                              name=f"{name}_0"),
+        tf_keras.layers.Dense(out, kernel_initializer=init(), name=f"{name}_1")]
+    self.task_mlp = mlp("task_mlp", feature_size)
+    self.generator = mlp("generator", feature_size + 1)
+    self.max_classes, self.feature_size = max_classes, feature_size
+    self.rows_trainable = rows_trainable
+
+  def build(self, input_shape):
+    self.class_rows = self.add_weight("class_rows", [self.max_classes, self.feature_size + 1],
+                                      initializer="zeros", trainable=self.rows_trainable)
+    for mlp in (self.task_mlp, self.generator):
+      shape = tf.TensorShape(input_shape)
+      for layer in mlp:
+        with tf.name_scope(layer.name):  # else every kernel is ".../kernel" (pairing by name)
+          layer.build(shape)
+        shape = shape[:-1].concatenate([layer.units])
+    super().build(input_shape)
+
+  def call(self, pooled):
+    features = tf.cast(_mlp(self.task_mlp, pooled), tf.float32)
+    return tf.matmul(features, self.class_rows[:, :-1], transpose_b=True) + self.class_rows[:, -1]
+
+  def generate(self, pooled, labels):
+    """Class rows [max_classes, feature_size + 1]: the mean generator output over the examples
+    of each class (zeros for a class without examples)."""
+    out = tf.cast(_mlp(self.generator, pooled), tf.float32)
+    return tf.math.unsorted_segment_mean(out, labels, self.max_classes)
+
+
+def _mlp(layers, x):
+  for layer in layers:
+    x = layer(x)
+  return x

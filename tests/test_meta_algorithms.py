@@ -89,7 +89,7 @@ def _check(actual, expected, theta, atol=2e-6, rtol=None):
 
 def _sgd_outer(algorithm):
   class WithSGD(algorithm.Algorithm):
-    def outer_optimizer(self):
+    def outer_optimizer(self, num_steps):
       return tf_keras.optimizers.legacy.SGD(self.config.outer_update_lr)
   return types.SimpleNamespace(NAME=algorithm.NAME, Config=algorithm.Config, Algorithm=WithSGD)
 

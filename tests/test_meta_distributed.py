@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO_DIR
 from tests.conftest import local_worker_configs
@@ -18,7 +19,7 @@ _SCRIPT = textwrap.dedent("""
     import json, os, sys
     import numpy as np
     import tensorflow as tf
-    kind, model_dir, out = sys.argv[1:4]
+    kind, model_dir, out, name = sys.argv[1:5]
     if kind == "workers":
       strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
@@ -26,21 +27,26 @@ _SCRIPT = textwrap.dedent("""
       tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
       strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if kind == "mirrored"
                   else tf.distribute.OneDeviceStrategy("/cpu:0"))
-    from metabert_tf.meta import fomaml
+    from metabert_tf.meta import episodes, job
     from tests import meta_fixtures
+    settings = dict(
+        fomaml=dict(inner_optimizer="adam", inner_update_lr=1e-3),
+        leopard=dict(train_lr=0.1, label_emb_size=8, weight_query_loss=True, learning_rate=1e-3,
+                     warp_layers=True, episodes=episodes.EpisodeConfig(num_support=6,
+                                                                      num_query=2)))[name]
     # 5 tasks in meta-batches of 2: each epoch ends with one real task and one zero-weight pad.
-    trainer = meta_fixtures.make_trainer(model_dir, out, fomaml, strategy=strategy, epochs=2,
-                                         num_train_task=5, inner_optimizer="adam",
-                                         inner_update_lr=1e-3)
+    trainer = meta_fixtures.make_trainer(model_dir, out, job.ALGORITHMS[name], strategy=strategy,
+                                         epochs=2, num_train_task=5, **settings)
     trainer.train()
-    np.savez(os.path.join(out, "meta.npz"), *meta_fixtures.meta_values(trainer))
+    np.savez(os.path.join(out, "meta.npz"), *meta_fixtures.meta_values(trainer),
+             *[v.numpy() for v in trainer.outer_vars[len(trainer.meta_vars):]])
     print("replicas", strategy.num_replicas_in_sync)
 """)
 
 
-def _launch(kind, out, model_dir, env=None):
+def _launch(kind, out, model_dir, env=None, algorithm="fomaml"):
   os.makedirs(out, exist_ok=True)
-  return subprocess.Popen([sys.executable, "-c", _SCRIPT, kind, model_dir, str(out)],
+  return subprocess.Popen([sys.executable, "-c", _SCRIPT, kind, model_dir, str(out), algorithm],
                           cwd=REPO_DIR, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -62,10 +68,11 @@ def _assert_same(a, b):
     np.testing.assert_allclose(x, y, atol=1e-5)
 
 
-def test_mirrored_two_replicas_equal_one_device(tmp_path, tiny_google_dir):
-  one = _launch("one", tmp_path / "one", tiny_google_dir)
+@pytest.mark.parametrize("algorithm", ["fomaml", "leopard"])
+def test_mirrored_two_replicas_equal_one_device(tmp_path, tiny_google_dir, algorithm):
+  one = _launch("one", tmp_path / "one", tiny_google_dir, algorithm=algorithm)
   assert "replicas 1" in _finish(one)
-  two = _launch("mirrored", tmp_path / "two", tiny_google_dir)
+  two = _launch("mirrored", tmp_path / "two", tiny_google_dir, algorithm=algorithm)
   assert "replicas 2" in _finish(two)
   _assert_same(_meta(tmp_path / "one"), _meta(tmp_path / "two"))
 

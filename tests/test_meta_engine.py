@@ -161,7 +161,7 @@ class _RateConfig(fomaml.Config):
 class _WithLearnedRate(fomaml.Algorithm):
   """FOMAML plus a meta-model trackable (as LEOPARD's learned rates), given a zero gradient."""
 
-  def build(self, model):
+  def build(self, model, inner):
     self.rates = tf.Module()
     self.rates.value = tf.Variable(self.config.initial_rate, name="rate")
     return {"learned_rates": self.rates}

@@ -3,9 +3,15 @@
 An algorithm module exposes `NAME`, `Config` (a dataclass of its own settings) and `Algorithm`
 (a subclass of `Algorithm` below, built from a Config). The engine calls, in this order:
 
-  build(model) -> {name: trackable}     its meta-model beyond the classifier (called under the
-                                        strategy scope; checkpointed and restored with it)
-  outer_optimizer()                     the meta optimiser
+  build_model(encoder, max_classes, pooling, dropout_rate) -> Keras model
+                                        the meta-model (and, called again, the learner copy);
+                                        default: a Classifier with a dense head of max_classes
+  learner_only_variables(learner) -> [variables adapted per task that no meta weight mirrors]
+  build(model, inner) -> {name: trackable}  its meta-model beyond `model` (called under the
+                                        strategy scope; checkpointed and restored with it), and
+                                        any per-replica state it keeps beside the learner
+  outer_optimizer(num_steps)            the meta optimiser (num_steps: the run's meta-steps);
+                                        `outer_clip_norm`: clip the all-reduced meta-gradient
   task_step(inner, task, meta_vars)     per task, in replica context: -> (meta-gradient share,
                                         query loss); the share has one gradient per meta_vars
                                         then per trainable variable of build()'s trackables (tf
@@ -19,19 +25,30 @@ A task is a dict of tensors: `support` and `query` (model inputs + `label_ids` i
 """
 import dataclasses
 
+from metabert_tf import classifier
+
 
 class Algorithm:
   NAME = ""
   inner_optimizer = "sgd"  # the inner optimiser state the learner must hold (sgd: none)
+  outer_clip_norm = None
 
   def __init__(self, config):
     self.config = config
 
-  def build(self, model):
-    del model
+  def build_model(self, encoder, max_classes, pooling, dropout_rate):
+    return classifier.Classifier(encoder, max_classes, pooling=pooling,
+                                 dropout_rate=dropout_rate).build_all()
+
+  def learner_only_variables(self, learner):
+    del learner
+    return []
+
+  def build(self, model, inner):
+    del model, inner
     return {}
 
-  def outer_optimizer(self):
+  def outer_optimizer(self, num_steps):
     raise NotImplementedError
 
   def task_step(self, inner, task, meta_vars):

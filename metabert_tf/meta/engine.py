@@ -36,7 +36,6 @@ from tqdm import tqdm
 
 from metabert_tf import backbones
 from metabert_tf import checkpoints
-from metabert_tf import classifier
 from metabert_tf import io_utils
 from metabert_tf import records
 from metabert_tf import run_utils
@@ -73,9 +72,12 @@ def _step_of(checkpoint_name):
 class MetaTrainer:
 
   def __init__(self, strategy, algorithm, backbone, label_list, pooling, features, domain_list,
-               train_domains, test_domains, config, output_dir, metadata, test_exclude=None):
+               train_domains, test_domains, config, output_dir, metadata, test_exclude=None,
+               train_sampler=None, max_classes=None):
     """`algorithm`: a module of base.py's interface; `test_exclude`: a bool per example, True
-    for those the meta-test must never draw (a later evaluation's test set)."""
+    for those the meta-test must never draw (a later evaluation's test set); `train_sampler`:
+    the meta-training task stream (default: episodes of `train_domains`, as Meta-BERT);
+    `max_classes`: the most classes a task has (default: every label of the run)."""
     episodes_lib.check_disjoint_domains(train_domains, test_domains)
     self.strategy, self.config = strategy, config
     if config.algorithm is not None and not isinstance(config.algorithm, algorithm.Config):
@@ -89,7 +91,7 @@ class MetaTrainer:
       raise ConfigError(f"outer_batch_size {config.outer_batch_size} must equal "
                        f"tasks_per_replica x replicas ({per_replica} x {replicas})")
     self.tasks_per_replica = per_replica
-    self.train_sampler = episodes_lib.EpisodeSampler(
+    self.train_sampler = train_sampler or episodes_lib.EpisodeSampler(
         features["domain_ids"], features["label_ids"], domain_list, train_domains,
         config.episodes, config.seed)
     # Test tasks get a stream of their own: a far-off seed, so seed s's test tasks never
@@ -99,25 +101,28 @@ class MetaTrainer:
       self.test_sampler = episodes_lib.EpisodeSampler(
           features["domain_ids"], features["label_ids"], domain_list, test_domains,
           config.episodes, config.seed + 1_000_003, exclude=test_exclude)
-    self.num_classes = len(label_list)  # the head's width: the largest N a task may have
+    self.num_labels = len(label_list)
+    self.num_classes = max_classes or self.num_labels  # the head's width: the largest task N
     rate = 0.1 if config.dropout else 0.0
+    build_model = self.algorithm.build_model
     with strategy.scope():
-      self.model = classifier.Classifier(backbone.encoder, self.num_classes, pooling=pooling,
-                                         dropout_rate=rate).build_all()
+      self.model = build_model(backbone.encoder, self.num_classes, pooling, rate)
       if backbone.checkpoint_prefix and backbone.label_list == list(label_list):
         tf.train.Checkpoint(head=self.model.head).read(backbone.checkpoint_prefix).expect_partial()
-      self.learner = learner_lib.build_per_replica(lambda: classifier.Classifier(
-          backbones.build_encoder(backbone.config, config.dropout), self.num_classes,
-          pooling=pooling, dropout_rate=rate).build_all())
+      self.learner = learner_lib.build_per_replica(lambda: build_model(
+          backbones.build_encoder(backbone.config, config.dropout), self.num_classes, pooling,
+          rate))
       self.meta_vars, learner_vars = learner_lib.pair_variables(self.model, self.learner)
-      self.inner = learner_lib.InnerLoop(self.learner, learner_vars, config.inner_batch_size,
-                                         self.algorithm.inner_optimizer)
-      self.extras = self.algorithm.build(self.model)
+      self.inner = learner_lib.InnerLoop(
+          self.learner, learner_vars + self.algorithm.learner_only_variables(self.learner),
+          config.inner_batch_size, self.algorithm.inner_optimizer)
+      self.extras = self.algorithm.build(self.model, self.inner)
       # What the meta optimiser updates: the classifier, then the extras' trainable weights
       # (the order of the shares task_step returns).
       self.outer_vars = self.meta_vars + [v for module in self.extras.values()
                                           for v in module.trainable_variables]
-      self.optimizer = self.algorithm.outer_optimizer()
+      self.steps_per_epoch = math.ceil(config.num_train_task / config.outer_batch_size)
+      self.optimizer = self.algorithm.outer_optimizer(self.steps_per_epoch * config.epochs)
       # Its state made now, not on the first apply: a tf.function that creates variables is
       # traced twice.
       self.optimizer._create_all_weights(self.outer_vars)  # pylint: disable=protected-access
@@ -125,7 +130,6 @@ class MetaTrainer:
     self.checkpoint = checkpoints.model_checkpoint(self.model, metadata, optimizer=self.optimizer,
                                                    step=self.step, **self.extras)
     self.ckpt_dir = os.path.join(output_dir, "ckpt")
-    self.steps_per_epoch = math.ceil(config.num_train_task / config.outer_batch_size)
     self._meta_step = tf.function(self._meta_step_fn, reduce_retracing=True)
     self._adapt_and_predict = tf.function(self._adapt_and_predict_fn, reduce_retracing=True)
 
@@ -169,7 +173,7 @@ class MetaTrainer:
                  else np.asarray(episode.classes))
       if len(classes) > self.num_classes:
         raise ConfigError(f"a task has {len(classes)} classes; the head has {self.num_classes}")
-      local = np.full(self.num_classes, -1)
+      local = np.full(self.num_labels, -1)
       local[classes] = np.arange(len(classes))
       for part in (support, query):
         part["label_ids"][t] = local[part["label_ids"][t]]
@@ -200,7 +204,15 @@ class MetaTrainer:
         share = [g * tf.cast(task["weight"], g.dtype) for g in share]
         shares = share if shares is None else [a + g for a, g in zip(shares, share)]
         loss += task_loss * task["weight"]
-      self.optimizer.apply_gradients(zip(shares, self.outer_vars))
+      clip = self.algorithm.outer_clip_norm
+      if clip is None:
+        self.optimizer.apply_gradients(zip(shares, self.outer_vars))
+        return loss
+      # Sum over replicas first, then clip (the update of the whole meta-batch).
+      shares = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, shares)
+      shares, _ = tf.clip_by_global_norm(shares, clip)
+      self.optimizer.apply_gradients(zip(shares, self.outer_vars),
+                                     experimental_aggregate_gradients=False)
       return loss
     losses = self.strategy.run(replica_fn, args=(tasks,))
     return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)

@@ -22,5 +22,6 @@ class Algorithm(base.PlainInner):
     loss, grads = inner.loss_and_grads(task["query"], task["num_classes"])
     return grads, loss
 
-  def outer_optimizer(self):
+  def outer_optimizer(self, num_steps):
+    del num_steps  # a constant rate, as Meta-BERT
     return tf_keras.optimizers.legacy.Adam(self.config.outer_update_lr)

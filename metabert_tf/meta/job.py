@@ -18,9 +18,10 @@ from metabert_tf import io_utils
 from metabert_tf import run_utils
 from metabert_tf.meta import engine
 from metabert_tf.meta import fomaml
+from metabert_tf.meta import leopard
 from metabert_tf.meta import reptile
 
-ALGORITHMS = {m.NAME: m for m in (fomaml, reptile)}
+ALGORITHMS = {m.NAME: m for m in (fomaml, reptile, leopard)}
 
 
 @dataclasses.dataclass

@@ -43,7 +43,7 @@ def per_replica_like(variables, name):
             for i, v in enumerate(variables)]
 
 
-def _canonical(name):
+def canonical(name):
   # "bert_encoder_v2_1/transformer/layer_0/query/kernel:0" -> "transformer/layer_0/query/kernel"
   # (the first scope is the model's uniquified name: bert_encoder_v2, classifier_1, ...)
   return re.sub(r":\d+$", "", name.split("/", 1)[-1])
@@ -52,11 +52,11 @@ def _canonical(name):
 def pair_variables(meta_model, learner_model):
   """(meta_vars, learner_vars) in matching order; checked by name and shape."""
   meta_vars = list(meta_model.trainable_variables)
-  learner_by_name = {_canonical(v.name): v for v in learner_model.variables
+  learner_by_name = {canonical(v.name): v for v in learner_model.variables
                      if v.dtype.is_floating}
   learner_vars = []
   for v in meta_vars:
-    twin = learner_by_name.get(_canonical(v.name))
+    twin = learner_by_name.get(canonical(v.name))
     if twin is None or twin.shape != v.shape:
       raise AssertionError(f"learner has no copy of {v.name} {v.shape}")
     learner_vars.append(twin)
@@ -82,7 +82,10 @@ def cross_entropy(labels, logits, example_weights=None):
 
 
 class InnerLoop:
-  """The learner copy and the blocks that adapt it to one task (see the module docstring)."""
+  """The learner copy and the blocks that adapt it to one task (see the module docstring).
+
+  `learner_vars`: the twins of the meta weights, in their order, then any learner-only
+  variables an algorithm adapts per task (LEOPARD's class rows), which `reset` leaves alone."""
 
   def __init__(self, learner_model, learner_vars, batch_size, optimizer="sgd"):
     if optimizer not in ("adam", "sgd"):
@@ -125,13 +128,15 @@ class InnerLoop:
     return loss, [tf.convert_to_tensor(g) for g in grads]
 
   def step(self, batch, lrs, t=1, num_classes=None, mask=None, clip_norm=None,
-           example_weights=None):
+           example_weights=None, accumulate=None):
     """One inner update on `batch`; returns its loss.
 
     lrs: one learning rate, or one per learner variable (floats or scalar tensors, so a learned
     rate can be a variable); mask: a bool per variable, False = frozen (not differentiated,
     not updated); clip_norm: clip the adapted variables' gradients to this global norm;
-    t: the 1-based step number within the task (Adam's bias correction)."""
+    t: the 1-based step number within the task (Adam's bias correction); accumulate: a
+    variable per learner variable (None where not wanted) that the applied (clipped) gradient
+    is added to (what a learned rate's first-order gradient needs)."""
     adapted = [i for i in range(len(self.vars)) if mask is None or mask[i]]
     if not isinstance(lrs, (list, tuple)):
       lrs = [lrs] * len(self.vars)
@@ -139,6 +144,9 @@ class InnerLoop:
                                       variables=[self.vars[i] for i in adapted])
     if clip_norm is not None:
       grads, _ = tf.clip_by_global_norm(grads, clip_norm)
+    for i, g in zip(adapted, grads):
+      if accumulate is not None and accumulate[i] is not None:
+        accumulate[i].assign_add(g)
     self._apply([(i, g, lrs[i]) for i, g in zip(adapted, grads)], t)
     return loss
 

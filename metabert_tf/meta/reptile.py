@@ -36,8 +36,9 @@ class Algorithm(base.PlainInner):
     loss, _ = inner.loss_and_logits(task["query"], task["num_classes"])
     return [theta - phi for theta, phi in zip(meta_vars, inner.vars)], loss
 
-  def outer_optimizer(self):
+  def outer_optimizer(self, num_steps):
     """`classic`: plain SGD with lr = reptile_epsilon; `adam`: mailong25's Adam on theta - phi."""
+    del num_steps  # constant rates, as mailong25
     if self.config.variant == "classic":
       return tf_keras.optimizers.legacy.SGD(self.config.reptile_epsilon)
     return tf_keras.optimizers.legacy.Adam(self.config.outer_update_lr)
