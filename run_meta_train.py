@@ -1,11 +1,18 @@
-r"""Meta-train BERT on multi-domain data: FOMAML or Reptile (Meta-BERT's flags and defaults),
-or MFT and its multi-domain baselines (Mix, MTL, Adv) on the supervised trainer.
+r"""Meta-train BERT: FOMAML or Reptile on multi-domain data (Meta-BERT's flags and defaults);
+LEOPARD, SMLMT or Hybrid-SMLMT on task sources (the original's flag names and defaults); or MFT
+and its multi-domain baselines (Mix, MTL, Adv) on the supervised trainer.
 
   python run_meta_train.py --algorithm fomaml --data ../shared/data/blitzer_mds_4domain \
       --test_domains kitchen --output_dir out/meta_fomaml
+  python run_meta_train.py --algorithm hybrid_smlmt --data 'glue/SST-2/train.tsv:text=sentence' \
+      --data smlmt/meta_pretrain_2.tf_record --data smlmt/meta_pretrain_3.tf_record \
+      --num_train_task 4000 --output_dir out/hsmlmt
   python run_meta_train.py --algorithm mft --data train_all_domains.jsonl --output_dir out/mft
 
-A task is one domain: --num_support + --num_query of its examples. Writes output_dir/
+fomaml, reptile: a task is one domain, --num_support + --num_query of its examples. leopard,
+smlmt, hybrid_smlmt: every --data (repeat the flag) is a task source of its own classes (each
+domain of a file with domains, one source; an SMLMT file's blocks are ready-made tasks), drawn
+with probability ~ sqrt(size), SMLMT files sharing --pretrain_task_weight. Writes output_dir/
 {hyparams.txt, log.txt, ckpt/meta.epoch-E.step-S.*, tensorboard/, results.json}; the held-out
 domains' meta-test accuracy is logged after every epoch. Re-running the same command resumes
 from the newest checkpoint with the same task stream. Then:
@@ -42,7 +49,9 @@ flags.DEFINE_enum("algorithm", "fomaml", sorted(meta_job.ALGORITHMS) + list(SUPE
                   "an adversarial domain classifier).")
 flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
                   "classic: theta += eps * mean(phi - theta); adam: theta - phi fed to Adam.")
-flags.DEFINE_string("data", None, "Multi-domain labeled data (any reader format with domains); "
+flags.DEFINE_multi_string("data", None, "Multi-domain labeled data (any reader format with "
+                          "domains); leopard, smlmt, hybrid_smlmt: each task source (repeat "
+                          "the flag; tf_records and SMLMT files too). "
                     f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
 flags.DEFINE_list("test_domains", [], "Held-out domains: never meta-trained on, meta-tested.")
 flags.DEFINE_string("meta_test_exclude", None, "Data a later evaluation scores (e.g. the "
@@ -51,7 +60,8 @@ flags.DEFINE_integer("num_train_task", 50, "Meta-training tasks (drawn once, reu
 flags.DEFINE_integer("num_test_task", 3, "Meta-test tasks from the test domains.")
 flags.DEFINE_integer("num_domain", 100, "Use the num_domain smallest training domains.")
 flags.DEFINE_integer("num_support", 80, "Support examples per task.")
-flags.DEFINE_integer("num_query", 20, "Query examples per task.")
+flags.DEFINE_integer("num_query", None, "Query examples per task (default: 20; leopard, smlmt, "
+                     "hybrid_smlmt: 10).")
 flags.DEFINE_enum("domain_sampling", "proportional", ["proportional", "uniform"],
                   "Task domain drawn proportionally to its size, or uniformly.")
 flags.DEFINE_bool("class_balanced", False, "Balance the labels within support and query.")
@@ -59,8 +69,10 @@ flags.DEFINE_integer("outer_batch_size", 5, "Tasks per meta-step (over all repli
 flags.DEFINE_integer("tasks_per_replica", 0, "Tasks each replica adapts per meta-step; must "
                      "equal outer_batch_size / replicas (0: computed from it).")
 flags.DEFINE_integer("inner_batch_size", 16, "Support batch size in the inner loop.")
-flags.DEFINE_integer("inner_update_step", 10, "Inner passes over the support set (training).")
-flags.DEFINE_integer("inner_update_step_eval", 10, "Inner passes over the support set (meta-test).")
+flags.DEFINE_integer("inner_update_step", None, "Inner passes over the support set (training; "
+                     "default 10; leopard, smlmt, hybrid_smlmt: 1, the original's inner_epochs).")
+flags.DEFINE_integer("inner_update_step_eval", None, "Inner passes over the support set "
+                     "(meta-test; default 10; leopard family: 5).")
 flags.DEFINE_float("inner_update_lr", 5e-5, "Inner learning rate.")
 flags.DEFINE_enum("inner_optimizer", "adam", ["adam", "sgd"], "Inner optimiser (Meta-BERT: Adam).")
 flags.DEFINE_float("outer_update_lr", 5e-5, "Outer Adam learning rate (FOMAML, Reptile adam).")
@@ -72,7 +84,8 @@ flags.DEFINE_list("label_list", None, "Label order (ids); default: the model's, 
 flags.DEFINE_bool("progress", True, "Show progress bars.")
 # mix, mtl, adv, mft (the supervised trainer):
 flags.DEFINE_integer("batch_size", 32, "Training batch size (mix, mtl, adv, mft).")
-flags.DEFINE_float("learning_rate", 2e-5, "Peak AdamW learning rate, 10% warm-up, linear decay "
+flags.DEFINE_float("learning_rate", None, "Peak AdamW learning rate (default 2e-5; leopard, "
+                   "smlmt, hybrid_smlmt: the outer rate, 1e-5), 10% warm-up, linear decay "
                    "(mix, mtl, adv, mft).")
 flags.DEFINE_string("eval_data", None, "Scored per domain after training (mix, mtl, adv, mft).")
 flags.DEFINE_enum("mft_variant", "full", list(mft.VARIANTS), "full: typicality weighting and "
@@ -91,24 +104,67 @@ flags.DEFINE_enum("mft_layer_mean", "tokens", list(mft.LAYER_MEANS), "tokens: me
 flags.DEFINE_bool("mft_weight_corruption", True, "Typicality-weight the corruption loss too "
                   "(paper); EasyTransfer does not.")
 flags.DEFINE_float("adversarial_weight", 0.1, "adv: weight of the reversed domain loss.")
+# leopard, smlmt, hybrid_smlmt (the original run_classifier_pretrain.py's names):
+flags.DEFINE_float("train_lr", 1e-5, "Initial inner learning rates (learned with --is_meta_sgd).")
+flags.DEFINE_integer("meta_batchsz", 80, "Support examples per task.")
+flags.DEFINE_integer("num_batches", 8, "Support batches per task: the first generates the class "
+                     "rows, each other one is an inner SGD step.")
+flags.DEFINE_integer("SGD_K", 1, "Learned rates per group (only 1 is supported).")
+flags.DEFINE_bool("warp_layers", None, "Do not adapt the feed-forward blocks and the task MLP in "
+                  "the inner loop (default: off for leopard, on for smlmt, hybrid_smlmt).")
+flags.DEFINE_bool("is_meta_sgd", True, "Learn the per-group inner learning rates.")
+flags.DEFINE_integer("min_layer_with_grad", 0, "Encoder layers below this are not adapted.")
+flags.DEFINE_bool("train_word_embeddings", True, "Adapt the embeddings in the inner loop.")
+flags.DEFINE_bool("clip_lr", True, "Keep the learned rates in [1e-8, 1].")
+flags.DEFINE_bool("average_query_loss", None, "Query loss averaged over inner steps (default: "
+                  "with --warp_layers).")
+flags.DEFINE_integer("average_query_every", 1, "With averaging: the query loss every N steps.")
+flags.DEFINE_bool("weight_query_loss", False, "Weight step s's query loss 2^(s - T - 1).")
+flags.DEFINE_float("pretrain_task_weight", None, "Share of SMLMT tasks (default: leopard 0, "
+                   "smlmt 1, hybrid_smlmt 0.5).")
+flags.DEFINE_bool("data_sqrt_sampling", True, "Sample sources ~ sqrt(size), else uniformly.")
+flags.DEFINE_integer("max_examples_per_source", 0, "Read at most this many examples of each "
+                     "labeled source (a seeded sample; 0: all).")
+flags.DEFINE_integer("label_emb_size", 256, "Task-feature size of the generated softmax.")
 flags.mark_flags_as_required(["data", "output_dir"])
 run_utils.require_int_list("corruption_layers", minimum=1)
 FLAGS = flags.FLAGS
 
 
 def config_from_flags():
+  by_sources = FLAGS.algorithm in meta_job.TASK_SOURCE_ALGORITHMS
+  warp = FLAGS.warp_layers
+  if warp is None and by_sources:
+    warp = meta_job.TASK_SOURCE_ALGORITHMS[FLAGS.algorithm][0]
   algorithm = base.make_config(
       meta_job.ALGORITHMS[FLAGS.algorithm], inner_update_lr=FLAGS.inner_update_lr,
       inner_optimizer=FLAGS.inner_optimizer, outer_update_lr=FLAGS.outer_update_lr,
-      variant=FLAGS.reptile_variant, reptile_epsilon=FLAGS.reptile_epsilon)
+      variant=FLAGS.reptile_variant, reptile_epsilon=FLAGS.reptile_epsilon,
+      train_lr=FLAGS.train_lr, learning_rate=FLAGS.learning_rate or 1e-5, SGD_K=FLAGS.SGD_K,
+      warp_layers=warp, is_meta_sgd=FLAGS.is_meta_sgd,
+      min_layer_with_grad=FLAGS.min_layer_with_grad,
+      train_word_embeddings=FLAGS.train_word_embeddings, clip_lr=FLAGS.clip_lr,
+      average_query_loss=FLAGS.average_query_loss,
+      average_query_every=FLAGS.average_query_every, weight_query_loss=FLAGS.weight_query_loss,
+      label_emb_size=FLAGS.label_emb_size)
+  # The LEOPARD family: meta_batchsz support examples in num_batches batches, 1 pass, 1 epoch
+  # of num_train_task tasks (a stream), meta-tests adapted for 5 passes (the original's).
+  defaults = (dict(num_support=FLAGS.meta_batchsz, num_query=10, passes=1, eval_passes=5,
+                   inner_batch_size=FLAGS.meta_batchsz // FLAGS.num_batches, epochs=1)
+              if by_sources else
+              dict(num_support=FLAGS.num_support, num_query=20, passes=10, eval_passes=10,
+                   inner_batch_size=FLAGS.inner_batch_size, epochs=3))
+  pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
   return engine.MetaConfig(
-      episodes=episodes.EpisodeConfig(FLAGS.num_support, FLAGS.num_query, FLAGS.domain_sampling,
-                                      FLAGS.class_balanced),
+      episodes=episodes.EpisodeConfig(defaults["num_support"], pick(FLAGS.num_query, "num_query"),
+                                      FLAGS.domain_sampling, FLAGS.class_balanced),
       num_train_task=FLAGS.num_train_task, num_test_task=FLAGS.num_test_task,
       outer_batch_size=FLAGS.outer_batch_size, tasks_per_replica=FLAGS.tasks_per_replica,
-      inner_batch_size=FLAGS.inner_batch_size, inner_update_step=FLAGS.inner_update_step,
-      inner_update_step_eval=FLAGS.inner_update_step_eval, algorithm=algorithm,
-      epochs=FLAGS.epochs or 3, seed=FLAGS.seed, progress=FLAGS.progress)
+      inner_batch_size=defaults["inner_batch_size"],
+      inner_update_step=pick(FLAGS.inner_update_step, "passes"),
+      inner_update_step_eval=pick(FLAGS.inner_update_step_eval, "eval_passes"),
+      algorithm=algorithm, epochs=pick(FLAGS.epochs, "epochs"), seed=FLAGS.seed,
+      progress=FLAGS.progress)
 
 
 def supervised_job(data):
@@ -118,7 +174,7 @@ def supervised_job(data):
       do_lower_case=FLAGS.do_lower_case, label_list=FLAGS.label_list,
       max_seq_length=FLAGS.max_seq_length, precision=FLAGS.precision, pooling=FLAGS.pooling,
       train=training.FinetuneConfig(epochs=FLAGS.epochs or 2, batch_size=FLAGS.batch_size,
-                                    learning_rate=FLAGS.learning_rate,
+                                    learning_rate=FLAGS.learning_rate or 2e-5,
                                     save_every_steps=FLAGS.save_every_steps, seed=FLAGS.seed,
                                     progress=FLAGS.progress),
       mft=mft.MFTConfig(
@@ -140,12 +196,21 @@ def validate_flags():
       raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
   if FLAGS.epochs is not None and FLAGS.epochs <= 0:
     raise flags.ValidationError(f"--epochs must be positive, got {FLAGS.epochs}")
+  if FLAGS.algorithm in meta_job.TASK_SOURCE_ALGORITHMS:
+    if FLAGS.num_batches < 2 or FLAGS.meta_batchsz % FLAGS.num_batches:
+      raise flags.ValidationError(f"--meta_batchsz ({FLAGS.meta_batchsz}) must be a multiple of "
+                                  f"--num_batches ({FLAGS.num_batches}), which must be >= 2")
+  elif len(FLAGS.data) != 1:
+    raise flags.ValidationError(f"--algorithm {FLAGS.algorithm} takes one --data, got "
+                                f"{len(FLAGS.data)}")
   for name in ("num_train_task", "num_support", "num_query", "outer_batch_size",
-               "inner_batch_size", "inner_update_step", "num_domain"):
-    if FLAGS[name].value <= 0:
+               "inner_batch_size", "inner_update_step", "num_domain", "meta_batchsz",
+               "average_query_every"):
+    if FLAGS[name].value is not None and FLAGS[name].value <= 0:
       raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
-  for name in ("num_test_task", "inner_update_step_eval", "tasks_per_replica", "save_every_steps"):
-    if FLAGS[name].value < 0:
+  for name in ("num_test_task", "inner_update_step_eval", "tasks_per_replica", "save_every_steps",
+               "max_examples_per_source", "min_layer_with_grad"):
+    if FLAGS[name].value is not None and FLAGS[name].value < 0:
       raise flags.ValidationError(f"--{name} must be >= 0, got {FLAGS[name].value}")
   if FLAGS.outer_batch_size > FLAGS.num_train_task:
     raise flags.ValidationError(f"--outer_batch_size ({FLAGS.outer_batch_size}) must be at most "
@@ -154,8 +219,9 @@ def validate_flags():
 
 def run():
   validate_flags()
-  data = datasets.resolve(FLAGS.data, FLAGS.data_dir)
-  for path in (data, datasets.resolve(FLAGS.eval_data, FLAGS.data_dir)):
+  sources = [datasets.resolve(d, FLAGS.data_dir) for d in FLAGS.data]
+  data = sources if FLAGS.algorithm in meta_job.TASK_SOURCE_ALGORITHMS else sources[0]
+  for path in sources + [datasets.resolve(FLAGS.eval_data, FLAGS.data_dir)]:
     if path and not datasets.exists(path):
       raise DataError(path, "file or directory not found")
   backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case).check_max_seq_length(
@@ -175,7 +241,9 @@ def run():
       label_list=FLAGS.label_list, max_seq_length=FLAGS.max_seq_length,
       precision=FLAGS.precision, pooling=FLAGS.pooling, save_every_steps=FLAGS.save_every_steps,
       meta_test_exclude=datasets.resolve(FLAGS.meta_test_exclude, FLAGS.data_dir),
-      meta=config_from_flags())
+      meta=config_from_flags(), pretrain_task_weight=FLAGS.pretrain_task_weight,
+      data_sqrt_sampling=FLAGS.data_sqrt_sampling,
+      max_examples_per_source=FLAGS.max_examples_per_source)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   results = meta_job.run_meta_job(job, strategy)
   run_utils.print_result(json.dumps({k: results[k] for k in ("checkpoint", "meta_test_history")}))

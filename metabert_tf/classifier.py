@@ -67,7 +67,9 @@ class GeneratedSoftmaxHead(tf_keras.layers.Layer):
 
   def __init__(self, hidden_size, max_classes, feature_size=256, rows_trainable=False,
                initializer_range=0.02, name="generated_softmax_head", **kwargs):
-    super().__init__(name=name, **kwargs)  # a fixed name: the learner copy pairs by name
+    # A fixed name: the learner copy pairs by name. float32: the class rows and the logits stay
+    # float32 under mixed precision (the MLPs follow the global policy).
+    super().__init__(name=name, dtype="float32", **kwargs)
     init = lambda: tf_keras.initializers.TruncatedNormal(stddev=initializer_range)  # noqa: E731
     mlp = lambda name, out: [  # noqa: E731
         tf_keras.layers.Dense(hidden_size // 2, "tanh", kernel_initializer=init(),

@@ -20,6 +20,7 @@ from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import export
 from metabert_tf import io_utils
+from metabert_tf import leopard_finetune
 from metabert_tf import run_utils
 from metabert_tf import training
 
@@ -91,14 +92,23 @@ def run_job(job: FinetuneJob, strategy=None):
                            job.allow_unseen_eval_labels)
   pooling = job.pooling or backbone.pooling
   logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
-  model = build_classifier(strategy, backbone, label_list, pooling, job.dropout)
-  if zero_shot and not restores_head(backbone, label_list):
+  by_leopard = leopard_finetune.is_leopard_checkpoint(backbone)
+  if by_leopard:  # generated class rows, learned per-layer rates
+    model, rates = leopard_finetune.build(strategy, backbone, len(label_list), pooling,
+                                          job.dropout)
+  else:
+    model, rates = build_classifier(strategy, backbone, label_list, pooling, job.dropout), None
+  if by_leopard and rates is None and not zero_shot:
+    raise DataError(job.bert_model, "a model fine-tuned from a LEOPARD-family checkpoint has no "
+                    "learned rates: fine-tune from the meta-trained checkpoint")
+  if zero_shot and not restores_head(backbone, label_list) and not (by_leopard and rates is None):
     logging.warning("Zero-shot evaluation of a model with no trained classifier for %s: the "
                     "head is random, expect chance accuracy", label_list)
   # Outside the scope: a string variable cannot be mirrored (no string collectives).
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            label_list, job.max_seq_length, pooling=pooling,
-                                           stage="finetune")
+                                           stage="finetune",
+                                           **({"head": leopard_finetune.HEAD} if by_leopard else {}))
   results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
              "train_file": job.train_path,
              "eval_file": job.eval_path, "precision": job.precision,
@@ -106,8 +116,15 @@ def run_job(job: FinetuneJob, strategy=None):
   if not zero_shot:
     train_features = datasets.load_features(job.train_path, input_encoder, label_list)
     results["num_train_examples"] = int(len(train_features["label_ids"]))
+    make_optimizer = None
+    if by_leopard:
+      make_optimizer = lambda steps: leopard_finetune.optimizer(  # noqa: E731
+          rates, steps, job.train.warmup_proportion)
+      if not tf.train.latest_checkpoint(os.path.join(job.output_dir, "ckpt")):  # not a resume
+        leopard_finetune.generate_class_rows(model, train_features, job.train.batch_size,
+                                             job.train.seed)
     results.update(training.finetune(strategy, model, train_features, job.output_dir, job.train,
-                                     metadata))
+                                     metadata, make_optimizer=make_optimizer))
   if job.eval_path:
     eval_features = datasets.load_features(job.eval_path, input_encoder, label_list,
                                            job.allow_unseen_eval_labels)

@@ -21,6 +21,7 @@ from absl import flags
 from absl import logging
 from tqdm import tqdm
 
+from data_prep.examples import DataError
 from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
@@ -46,6 +47,10 @@ flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Compute precision.")
 flags.DEFINE_integer("seed", 0, "Training seed (the same for every split).")
 flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
 flags.DEFINE_string("label", "fine-tuning", "Name of this method in the table.")
+flags.DEFINE_string("per_k_config", None, "JSON of {method: {K: [epochs per class, batch per "
+                    "class]}} (configs/leopard_per_k.json): epochs and batch size = those x N, "
+                    "instead of --steps / --batch_size.")
+flags.DEFINE_string("per_k_method", "leopard", "Which method's settings of --per_k_config.")
 flags.DEFINE_bool("process_per_cell", True, "Run each (task, K) in a child process (TensorFlow "
                   "keeps ~350 MB for every model a process builds, whatever is freed).")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
@@ -101,6 +106,21 @@ def plot(summary, label, path):
   plt.close(fig)
 
 
+def read_per_k_config(path, method, ks):
+  """{K: [epochs per class, batch per class]} of `method` in the JSON at `path` (None: none)."""
+  if not path:
+    return None
+  with open(path, encoding="utf-8") as f:
+    config = json.load(f)
+  if method not in config:
+    raise DataError(path, f"no settings for --per_k_method {method!r} (have "
+                    f"{sorted(k for k in config if not k.startswith('_'))})")
+  missing = [k for k in ks if str(k) not in config[method]]
+  if missing:
+    raise DataError(path, f"{method} has no settings for K = {missing}")
+  return config[method]
+
+
 def main(_):
   with run_utils.user_errors_exit():
     ks = [int(k) for k in FLAGS.ks]
@@ -114,15 +134,21 @@ def main(_):
           "metabert_tf.harness", output_dir=FLAGS.output_dir,
           cells=[(f"{t}, K={k}", [f"--tasks={t}", f"--ks={k}"]) for t, k in cells])
 
+    per_k = read_per_k_config(FLAGS.per_k_config, FLAGS.per_k_method, ks)
+
     def make_job(task, k, split, run_dir):
       train_path, eval_path = datasets.leopard_files(FLAGS.data_dir, task, k, split)
-      n = len(datasets.read(train_path))
-      epochs = math.ceil(FLAGS.steps / math.ceil(n / FLAGS.batch_size))
+      examples = datasets.read(train_path)
+      batch_size = FLAGS.batch_size
+      epochs = math.ceil(FLAGS.steps / math.ceil(len(examples) / batch_size))
+      if per_k:
+        classes = len({e.label for e in examples})
+        epochs, batch_size = (x * classes for x in per_k[str(k)])
       return finetune_job.FinetuneJob(
           output_dir=run_dir, train_path=train_path, eval_path=eval_path,
           bert_model=FLAGS.bert_model, max_seq_length=FLAGS.max_seq_length,
           precision=FLAGS.precision, pooling=FLAGS.pooling, train=training.FinetuneConfig(
-              epochs=epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+              epochs=epochs, batch_size=batch_size, learning_rate=FLAGS.learning_rate,
               seed=FLAGS.seed, progress=False, save_every_steps=training.SAVE_AT_END_ONLY))
 
     accuracies = run_grid(FLAGS.tasks, ks, FLAGS.splits, FLAGS.output_dir, make_job)

@@ -41,18 +41,20 @@ class FinetuneConfig:
   progress: bool = True
 
 
-def finetune(strategy, model, train_features, output_dir, config, metadata, objective=None):
+def finetune(strategy, model, train_features, output_dir, config, metadata, objective=None,
+             make_optimizer=None):
   """Fine-tunes `model` (built under `strategy.scope()`) and returns training statistics.
 
   `objective` (default: objectives.CrossEntropy) gives the per-example loss; the layers it
-  adds are trained with the model and checkpointed beside it (in the final checkpoint too)."""
+  adds are trained with the model and checkpointed beside it (in the final checkpoint too).
+  `make_optimizer(total_steps)` replaces BERT's AdamW (LEOPARD's learned-rate SGD)."""
   objective = objective or objectives.CrossEntropy()
   n = len(train_features["label_ids"])
   steps_per_epoch = math.ceil(n / config.batch_size)
   total_steps = steps_per_epoch * config.epochs
   with strategy.scope():
-    optimizer = optimization.create_optimizer(
-        config.learning_rate, total_steps, int(config.warmup_proportion * total_steps))
+    optimizer = (make_optimizer(total_steps) if make_optimizer else optimization.create_optimizer(
+        config.learning_rate, total_steps, int(config.warmup_proportion * total_steps)))
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     objective.build(model)
   # Resume checkpoints carry the optimizer (its Adam slots are 2/3 of the size); the final

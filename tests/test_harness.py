@@ -66,3 +66,17 @@ def test_harness_names_a_missing_split_file_before_running_anything(tmp_path, ti
   assert proc.returncode == 1
   assert "toy_train_1_2.json" in proc.stderr and "no such split file" in proc.stderr
   assert not any(out.glob("toy_k*"))
+
+
+def test_per_k_config_gives_epochs_and_batch_per_class(tmp_path):
+  import pytest  # pylint: disable=import-outside-toplevel
+  from data_prep.examples import DataError  # pylint: disable=import-outside-toplevel
+  from metabert_tf import harness  # pylint: disable=import-outside-toplevel
+  shipped = os.path.join(REPO_DIR, "configs", "leopard_per_k.json")
+  assert harness.read_per_k_config(shipped, "leopard", [4, 8, 16, 32])["4"] == [150, 2]
+  assert harness.read_per_k_config(shipped, "hybrid_smlmt", [8])["8"] == [175, 8]
+  assert harness.read_per_k_config(None, "leopard", [4]) is None
+  with pytest.raises(DataError, match="no settings for --per_k_method 'maml'"):
+    harness.read_per_k_config(shipped, "maml", [4])
+  with pytest.raises(DataError, match=r"K = \[64\]"):
+    harness.read_per_k_config(shipped, "leopard", [64])

@@ -2,15 +2,23 @@
 the generated class rows, one inner step (per-group rates, clipping, warp layers), and the
 first-order meta-gradients (learned rates, generator, encoder) against finite differences of the
 objective they differentiate; a meta-step's update of the rates; N = 2, 3, 5 in one trace."""
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from data_prep.examples import DataError
 from metabert_tf import backbones
+from metabert_tf import records
+from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
+from metabert_tf.meta import job as meta_job
 from metabert_tf.meta import leopard
 from metabert_tf.meta import learner as learner_lib
+from metabert_tf.meta import sources
 from tests import meta_fixtures
+from tests import tiny_models
 from tests.test_meta_engine import _VariableN
 
 # 6 support examples in 3 batches of 2: batch 0 generates the class rows, 2 inner steps.
@@ -187,3 +195,70 @@ def test_tasks_of_2_3_and_5_classes_share_one_trace(tmp_path, tiny_google_dir):
   assert not np.allclose(trainer.algorithm.rates.rates.numpy(), before)
   assert 0.0 <= trainer.meta_test() <= 1.0
   assert trainer._adapt_and_predict.experimental_get_tracing_count() == 1
+
+
+# ---- task sources and the job ---------------------------------------------------------------
+
+def _sources(tmp_path):
+  """A labeled file with 3 domains (3 sources of 2 classes) and SMLMT files of N = 3 and 4
+  (tasks of 12 records: 9 support + 3 query)."""
+  from tests.test_smlmt import _generate, _write_corpus  # pylint: disable=import-outside-toplevel
+  labeled = tiny_models.write_domain_json(str(tmp_path / "toy.json"))
+  inputs, _ = _write_corpus(tmp_path)
+  metas = _generate(inputs, tmp_path / "smlmt", num_classes=[3, 4], max_seq_length=16)
+  return [labeled] + [m["path"] for m in metas]
+
+
+def test_task_sources_labels_and_sampling(tmp_path, tiny_google_dir):
+  specs = _sources(tmp_path)
+  encoder = backbones.describe_backbone(tiny_google_dir).input_encoder(16)
+  features, label_list, found = meta_job.load_task_sources(specs, encoder)
+  names = [s.name for s in found]
+  stem = os.path.basename(str(tmp_path))
+  assert names == [f"{stem}/toy:a", f"{stem}/toy:b", f"{stem}/toy:c", "smlmt/meta_pretrain_3",
+                   "smlmt/meta_pretrain_4"]
+  assert [len(s.classes) for s in found] == [2, 2, 2, 3, 4]
+  assert label_list[:2] == [f"{stem}/toy:a:negative", f"{stem}/toy:a:positive"]
+  assert label_list[-4:] == [f"smlmt/meta_pretrain_4:{i}" for i in range(4)]
+  smlmt4, _ = records.load(specs[2], 16)
+  np.testing.assert_array_equal(features["label_ids"][found[4].members] - found[4].classes[0],
+                                smlmt4["label_ids"])
+  config = episodes.EpisodeConfig(num_support=9, num_query=3)
+  sampler = sources.SourceSampler(found, features["label_ids"], config, 0, 0.5)
+  sizes = np.sqrt([12, 12, 12, 48, 48])
+  np.testing.assert_allclose(sampler.probs, np.r_[sizes[:3] / sizes[:3].sum(),
+                                                  sizes[3:] / sizes[3:].sum()] * 0.5)
+  for i in range(20):
+    episode = sampler.episode(i)
+    source = found[names.index(episode.domain)]
+    assert set(features["label_ids"][np.r_[episode.support, episode.query]]) <= set(
+        episode.classes) and list(episode.classes) == list(source.classes)
+    if source.is_smlmt:  # a whole block: support then query, in record order
+      block = np.r_[episode.support, episode.query]
+      assert (np.diff(block) == 1).all() and (block[0] - source.members[0]) % 12 == 0
+  with pytest.raises(DataError, match="never be sampled"):
+    sources.SourceSampler(found, features["label_ids"], config, 0, 0.0)
+  with pytest.raises(DataError, match="no labeled source"):
+    sources.SourceSampler(found[3:], features["label_ids"], config, 0, 0.5)
+  with pytest.raises(DataError, match="tasks of 12 records"):
+    sources.SourceSampler(found, features["label_ids"],
+                          episodes.EpisodeConfig(num_support=8, num_query=3), 0, 0.5)
+
+
+def test_hybrid_smlmt_job_trains_checkpoints_and_resumes(tmp_path, tiny_google_dir):
+  job = meta_job.MetaJob(
+      output_dir=str(tmp_path / "out"), data=_sources(tmp_path), algorithm="hybrid_smlmt",
+      bert_model=tiny_google_dir, max_seq_length=16,
+      meta=engine.MetaConfig(
+          episodes=episodes.EpisodeConfig(num_support=9, num_query=3), num_train_task=4,
+          num_test_task=0, outer_batch_size=2, inner_batch_size=3, inner_update_step=1,
+          epochs=1, dropout=False, progress=False,
+          algorithm=leopard.Config(warp_layers=True, label_emb_size=8, learning_rate=1e-3)))
+  results = meta_job.run_meta_job(job)
+  names = dict(tf.train.list_variables(results["checkpoint"]))
+  assert any(n.startswith("inner_rates/rates") for n in names)
+  assert {"head/generator/1/kernel/.ATTRIBUTES/VARIABLE_VALUE",
+          "head/task_mlp/1/kernel/.ATTRIBUTES/VARIABLE_VALUE"} <= set(names)
+  assert len(results["train_domains"]) == 5
+  again = meta_job.run_meta_job(job)  # finished: resumes at the end, trains nothing more
+  assert again["checkpoint"] == results["checkpoint"]

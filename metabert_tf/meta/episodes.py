@@ -67,23 +67,26 @@ class EpisodeSampler:
     rng = np.random.default_rng([self.seed, index])
     domain = self.domains[rng.choice(len(self.domains), p=self.domain_probs)]
     members = self.members[domain]
-    n_s, n_q = self.config.num_support, self.config.num_query
-    if self.config.class_balanced:
-      chosen = self._balanced(rng, members, n_s + n_q)
-      support, query = _balanced_split(chosen, self.label_ids, n_s)
-    else:
-      chosen = rng.choice(members, n_s + n_q, replace=False)
-      support, query = chosen[:n_s], chosen[n_s:]
-    return Episode(domain, support, query)
+    return Episode(domain, *draw_support_and_query(rng, members, self.label_ids, self.config))
 
-  def _balanced(self, rng, members, n):
-    labels = self.label_ids[members]
-    classes = np.unique(labels)
-    per_class = [rng.permutation(members[labels == c]) for c in classes]
-    # Round-robin over classes, so every label gets n // C (+1) examples where it can.
-    picked = [pool[i] for i in range(max(map(len, per_class))) for pool in per_class
-              if i < len(pool)]
-    return np.asarray(picked[:n])
+
+def draw_support_and_query(rng, members, label_ids, config):
+  """(support, query): distinct examples of `members`, label-balanced with class_balanced."""
+  n_s, n_q = config.num_support, config.num_query
+  if config.class_balanced:
+    return _balanced_split(_balanced(rng, members, label_ids, n_s + n_q), label_ids, n_s)
+  chosen = rng.choice(members, n_s + n_q, replace=False)
+  return chosen[:n_s], chosen[n_s:]
+
+
+def _balanced(rng, members, label_ids, n):
+  labels = label_ids[members]
+  classes = np.unique(labels)
+  per_class = [rng.permutation(members[labels == c]) for c in classes]
+  # Round-robin over classes, so every label gets n // C (+1) examples where it can.
+  picked = [pool[i] for i in range(max(map(len, per_class))) for pool in per_class
+            if i < len(pool)]
+  return np.asarray(picked[:n])
 
 
 def _balanced_split(chosen, label_ids, n_support):

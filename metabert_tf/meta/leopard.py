@@ -82,6 +82,17 @@ def rate_group(name):
   return None  # the softmax generator
 
 
+def ordered_groups(groups):
+  """The distinct groups in one fixed order (the rates vector's), whatever the variable order:
+  embeddings, layer_0..layer_L-1, pooler, task_mlp_0, task_mlp_1, class_rows."""
+  def key(group):
+    number = re.search(r"\d+$", group)
+    rank = ["embeddings", "layer", "pooler", "task_mlp", "class_rows"].index(
+        re.sub(r"_\d+$", "", group))
+    return rank, int(number[0]) if number else 0
+  return sorted({g for g in groups if g is not None}, key=key)
+
+
 def is_feed_forward(name):
   return re.match(r"transformer/layer_\d+/(intermediate|output|output_layer_norm)/", name) is not None
 
@@ -123,7 +134,7 @@ class Algorithm(base.Algorithm):
   def build(self, model, inner):
     names = [learner_lib.canonical(v.name) for v in inner.vars]
     groups = [rate_group(n) for n in names]
-    self.group_names = list(dict.fromkeys(g for g in groups if g is not None))
+    self.group_names = ordered_groups(groups)
     self.adapted = [g is not None and self._adapts(n, g) for n, g in zip(names, groups)]
     self.group_ids = [self.group_names.index(g) if a else -1
                       for g, a in zip(groups, self.adapted)]

@@ -1,0 +1,122 @@
+"""Fine-tuning a LEOPARD / SMLMT / Hybrid-SMLMT checkpoint on a new task, as the original does
+(run_classifier_pretrain.py --do_eval with --warp_layers=false):
+
+* the model is the meta-trained encoder and GeneratedSoftmaxHead (its task-feature MLP h and
+  softmax generator g), with N class rows;
+* the class rows are generated from the first training batch (row c = mean of g over its class-c
+  examples), then trained with everything else;
+* every weight but g's is updated by SGD with the learned inner rate of its group (embeddings,
+  each encoder layer, pooler, each layer of h, the class rows), times a schedule of linear
+  warm-up (10%) then linear decay, the gradient clipped to global norm 1.0 (the trainer's).
+
+The original's per-K epochs and batch sizes (as multiples of N) are in
+configs/leopard_per_k.json; the harness applies them with --per_k_config.
+"""
+import re
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from official.nlp import optimization
+
+from metabert_tf import checkpoints
+from metabert_tf import classifier
+from metabert_tf import records
+from metabert_tf.meta import leopard
+from metabert_tf.meta import learner as learner_lib
+
+FAMILY = ("leopard", "smlmt", "hybrid_smlmt")
+
+
+HEAD = "generated_softmax"  # the `head` a fine-tuned model's checkpoint metadata records
+
+
+def is_leopard_checkpoint(backbone):
+  """Whether `backbone` is one of our checkpoints meta-trained by the LEOPARD family, or a model
+  fine-tuned from one."""
+  if not backbone.checkpoint_prefix:
+    return False
+  meta = checkpoints.read_metadata(backbone.checkpoint_prefix)
+  return meta.get("algorithm") in FAMILY or meta.get("head") == HEAD
+
+
+def _key(variable):
+  # A mirrored variable's copy on replica r is named ".../kernel/replica_r:0".
+  return re.sub(r"(/replica_\d+)?:\d+$", "", variable.name)
+
+
+class LearnedRateSGD(tf_keras.optimizers.legacy.SGD):
+  """SGD whose step for a variable is schedule(step) x that variable's learned rate."""
+
+  def __init__(self, rates, schedule, name="LearnedRateSGD"):
+    super().__init__(learning_rate=schedule, name=name)
+    self._rates = rates  # {_key(variable): rate}
+
+  def _resource_apply_dense(self, grad, var, apply_state=None):
+    rate = self._decayed_lr(var.dtype) * self._rates[_key(var)]
+    return tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=rate, delta=grad)
+
+  def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
+    rate = self._decayed_lr(var.dtype) * self._rates[_key(var)]
+    return tf.raw_ops.ResourceScatterAdd(resource=var.handle, indices=indices,
+                                         updates=-rate * grad)
+
+
+def build(strategy, backbone, num_classes, pooling, dropout=True):
+  """(the classifier, its {variable key: learned rate}) from a LEOPARD-family checkpoint; from
+  a model fine-tuned from one, (the classifier with its trained class rows, None)."""
+  meta = checkpoints.read_metadata(backbone.checkpoint_prefix)
+  prefix = backbone.checkpoint_prefix
+  reader = tf.train.load_checkpoint(prefix)
+  rows_shape = reader.get_variable_to_shape_map()["head/class_rows/.ATTRIBUTES/VARIABLE_VALUE"]
+  with strategy.scope():
+    head = classifier.GeneratedSoftmaxHead(backbone.config.hidden_size, num_classes,
+                                           rows_shape[1] - 1, rows_trainable=True)
+    model = classifier.Classifier(backbone.encoder, num_classes, pooling=pooling,
+                                  dropout_rate=0.1 if dropout else 0.0, head=head).build_all()
+  fine_tuned = meta.get("head") == HEAD
+  if fine_tuned and rows_shape[0] != num_classes:
+    raise ValueError(f"{prefix}: a fine-tuned model of {rows_shape[0]} classes; fine-tune from "
+                     "the meta-trained checkpoint for a task of another label list")
+  parts = tf.Module()  # h and g; the class rows only of a fine-tuned model (a task's N differs)
+  parts.task_mlp, parts.generator = head.task_mlp, head.generator
+  if fine_tuned:
+    parts.class_rows = head.class_rows
+  with checkpoints.reading_weights(prefix):
+    tf.train.Checkpoint(head=parts).read(prefix).expect_partial().assert_existing_objects_matched()
+  if fine_tuned:
+    return model, None
+  rates = reader.get_tensor("inner_rates/rates/.ATTRIBUTES/VARIABLE_VALUE")
+  variables = model.trainable_variables
+  groups = [leopard.rate_group(learner_lib.canonical(v.name)) for v in variables]
+  names = leopard.ordered_groups(groups)
+  if len(names) != len(rates):
+    raise ValueError(f"{prefix}: {len(rates)} learned rates, the model has {len(names)} groups")
+  by_variable = {_key(v): float(rates[names.index(g)]) if g else 0.0
+                 for v, g in zip(variables, groups)}
+  logging.info("Learned inner rates of %s (%s): %s", prefix, meta.get("algorithm"),
+               ", ".join(f"{n} {r:.3g}" for n, r in zip(names, rates)))
+  return model, by_variable
+
+
+def optimizer(rates, total_steps, warmup_proportion=0.1):
+  schedule = tf_keras.optimizers.schedules.PolynomialDecay(1.0, max(total_steps, 1), 0.0)
+  warmup = int(warmup_proportion * total_steps)
+  if warmup:
+    schedule = optimization.WarmUp(1.0, schedule, warmup)
+  return LearnedRateSGD(rates, schedule)
+
+
+def generate_class_rows(model, features, batch_size, seed):
+  """Sets the class rows from a first batch: `batch_size` training examples drawn by `seed`."""
+  n = len(features["label_ids"])
+  idx = np.sort(np.random.default_rng([seed, 5]).permutation(n)[:batch_size])
+  batch = records.trim_to_longest({k: v[idx] for k, v in features.items()
+                                   if k in records.MODEL_INPUTS + ("label_ids",)})
+  pooled, _ = model.encode(batch, training=False)
+  rows = model.head.generate(pooled, batch["label_ids"])
+  model.head.class_rows.assign(rows)
+  missing = sorted(set(range(model.head.max_classes)) - set(batch["label_ids"].tolist()))
+  if missing:
+    logging.warning("Classes %s are not in the first batch: their rows start at zero", missing)

@@ -1,0 +1,95 @@
+"""Fine-tuning a LEOPARD-family checkpoint: the class rows generated from the first batch, SGD
+with the learned per-group rates, resume, export / predict, and zero-shot reloading."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep.examples import DataError
+from metabert_tf import backbones
+from metabert_tf import datasets
+from metabert_tf import finetune_job
+from metabert_tf import leopard_finetune
+from metabert_tf import predict
+from metabert_tf import records
+from metabert_tf import training
+from metabert_tf.meta import engine
+from metabert_tf.meta import episodes
+from metabert_tf.meta import job as meta_job
+from metabert_tf.meta import leopard
+from tests import tiny_models
+
+
+@pytest.fixture(scope="module")
+def leopard_ckpt(tmp_path_factory, tiny_google_dir):
+  out = tmp_path_factory.mktemp("leopard")
+  data = tiny_models.write_domain_json(str(out / "toy.json"))
+  job = meta_job.MetaJob(
+      output_dir=str(out / "meta"), data=[data], algorithm="leopard", bert_model=tiny_google_dir,
+      max_seq_length=16,
+      meta=engine.MetaConfig(
+          episodes=episodes.EpisodeConfig(num_support=6, num_query=2), num_train_task=2,
+          num_test_task=0, outer_batch_size=2, inner_batch_size=2, inner_update_step=1,
+          epochs=1, dropout=False, progress=False,
+          algorithm=leopard.Config(label_emb_size=8, train_lr=0.02, learning_rate=1e-3)))
+  return meta_job.run_meta_job(job)["checkpoint"]
+
+
+def test_rows_from_the_first_batch_then_sgd_with_the_learned_rates(leopard_ckpt, tmp_path):
+  backbone = backbones.load_backbone(leopard_ckpt, dropout=False)
+  strategy = tf.distribute.get_strategy()
+  model, rates = leopard_finetune.build(strategy, backbone, 2, "pooler", dropout=False)
+  learned = tf.train.load_checkpoint(leopard_ckpt).get_tensor(
+      "inner_rates/rates/.ATTRIBUTES/VARIABLE_VALUE")
+  assert not np.allclose(learned, 0.02)  # meta-training moved them
+  paths = tiny_models.write_toy_task(str(tmp_path / "task"), n_per_label=4)
+  features = records.encode(datasets.read(paths["train"]),
+                            backbone.input_encoder(16), ["negative", "positive"])
+  leopard_finetune.generate_class_rows(model, features, 4, seed=0)
+  idx = np.sort(np.random.default_rng([0, 5]).permutation(8)[:4])
+  pooled = model.encode({k: v[idx] for k, v in features.items()})[0]
+  out = model.head.generate(pooled, features["label_ids"][idx]).numpy()
+  np.testing.assert_allclose(model.head.class_rows.numpy(), out, rtol=1e-6)
+  # One step: w <- w - schedule(0) x rate(group of w) x grad (no warm-up: schedule(0) = 1).
+  variables = model.trainable_variables
+  before = [v.numpy() for v in variables]
+  with tf.GradientTape() as tape:
+    logits = model(features)
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        features["label_ids"], logits))
+  grads = tape.gradient(loss, variables)
+  optimizer = leopard_finetune.optimizer(rates, 10, warmup_proportion=0.0)
+  optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+  names = {n: float(r) for n, r in zip(leopard.ordered_groups(
+      leopard.rate_group(v.name.split("/", 1)[1].split(":")[0]) for v in variables), learned)}
+  for v, b, g in zip(variables, before, grads):
+    group = leopard.rate_group(v.name.split("/", 1)[1].split(":")[0])
+    if g is None:  # the generator: not on the loss path, never updated
+      assert "generator" in v.name
+      np.testing.assert_array_equal(v.numpy(), b)
+    else:
+      np.testing.assert_allclose(v.numpy(), b - names[group] * tf.convert_to_tensor(g).numpy(),
+                                 atol=1e-7, err_msg=v.name)
+
+
+def test_run_finetune_from_a_leopard_checkpoint_exports_and_reloads(leopard_ckpt, tmp_path):
+  paths = tiny_models.write_toy_task(str(tmp_path / "task"))
+  job = finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "ft"), train_path=paths["train"], eval_path=paths["eval"],
+      bert_model=leopard_ckpt, max_seq_length=16, export_dir=str(tmp_path / "export"),
+      train=training.FinetuneConfig(epochs=3, batch_size=4, progress=False), dropout=False)
+  results = finetune_job.run_job(job)
+  assert 0.0 <= results["accuracy"] <= 1.0
+  predicted = predict.predict(str(tmp_path / "export"), [("the movie is very good .", None)],
+                              progress=False)
+  assert predicted[0]["label"] in ("negative", "positive")
+  again = finetune_job.run_job(job)  # finished: reuses the final checkpoint, same model
+  assert again["accuracy"] == results["accuracy"]
+  zero_shot = finetune_job.run_job(finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "zs"), eval_path=paths["eval"], bert_model=results["checkpoint"],
+      max_seq_length=16, dropout=False, train=training.FinetuneConfig(progress=False)))
+  assert zero_shot["accuracy"] == results["accuracy"]  # the trained class rows come back
+  with pytest.raises(DataError, match="no learned rates"):
+    finetune_job.run_job(finetune_job.FinetuneJob(
+        output_dir=str(tmp_path / "again"), train_path=paths["train"],
+        bert_model=results["checkpoint"], max_seq_length=16,
+        train=training.FinetuneConfig(epochs=1, progress=False)))
