@@ -22,6 +22,7 @@ from metabert_tf import backbones  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import finetune_job  # noqa: E402
 from metabert_tf import io_utils  # noqa: E402
+from metabert_tf import leopard_finetune  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
 from metabert_tf import training  # noqa: E402
 
@@ -47,6 +48,13 @@ flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_bool("allow_unseen_eval_labels", False, "Evaluate even when the eval data has labels "
                   "the training data (the classifier head) lacks: their examples count as "
                   "errors. Default: stop with an error naming them.")
+flags.DEFINE_bool("leopard_head", True, "From a leopard/smlmt/hybrid_smlmt checkpoint: generate the "
+                  "class weights from the first batch and train with the learned per-layer rates "
+                  "(--noleopard_head: plain fine-tuning of its encoder, new dense head, AdamW).")
+flags.DEFINE_string("per_k_config", None, "With --task/--k: epochs and batch size from this JSON "
+                    "(configs/leopard_per_k.json: {method: {K: [epochs, batch] per class}}) x N, "
+                    "instead of --epochs/--batch_size.")
+flags.DEFINE_string("per_k_method", "leopard", "Which method's settings of --per_k_config.")
 flags.mark_flags_as_required(["output_dir"])
 FLAGS = flags.FLAGS
 
@@ -66,6 +74,8 @@ def validate_flags():
   for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_length"):
     if FLAGS[name].value <= 0:
       raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
+  if FLAGS.per_k_config and FLAGS.k is None:
+    raise flags.ValidationError("--per_k_config needs --task and --k")
   if FLAGS.save_every_steps < 0:
     raise flags.ValidationError(f"--save_every_steps must be >= 0, got {FLAGS.save_every_steps}")
 
@@ -93,6 +103,12 @@ def run():
       FLAGS.max_seq_length)
   if FLAGS.export and FLAGS.export_dir:
     io_utils.check_writable(FLAGS.export_dir, "--export_dir", directory=True)
+  epochs, batch_size = FLAGS.epochs, FLAGS.batch_size
+  if FLAGS.per_k_config and train_path:
+    per_class = leopard_finetune.read_per_k_config(
+        FLAGS.per_k_config, FLAGS.per_k_method, [FLAGS.k])[str(FLAGS.k)]
+    classes = len({e.label for e in datasets.read(train_path)})
+    epochs, batch_size = (x * classes for x in per_class)
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   job = finetune_job.FinetuneJob(
@@ -100,10 +116,10 @@ def run():
       bert_model=FLAGS.bert_model, do_lower_case=FLAGS.do_lower_case,
       label_list=FLAGS.label_list, max_seq_length=FLAGS.max_seq_length,
       train=training.FinetuneConfig(
-          epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+          epochs=epochs, batch_size=batch_size, learning_rate=FLAGS.learning_rate,
           save_every_steps=FLAGS.save_every_steps, seed=FLAGS.seed, progress=FLAGS.progress),
       eval_batch_size=FLAGS.eval_batch_size, precision=FLAGS.precision, pooling=FLAGS.pooling,
-      allow_unseen_eval_labels=FLAGS.allow_unseen_eval_labels,
+      allow_unseen_eval_labels=FLAGS.allow_unseen_eval_labels, leopard_head=FLAGS.leopard_head,
       export_dir=(FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export"))
       if FLAGS.export else None)
   results = finetune_job.run_job(job, strategy)

@@ -1,11 +1,14 @@
-r"""Meta-training throughput (FOMAML): examples/second over every support and query example
-passed forward and backward, fp32 and bf16.
+r"""Meta-training throughput (FOMAML, LEOPARD): examples/second over every support and query
+example passed forward and backward, fp32 and bf16, and LEOPARD's over FOMAML's in the same run.
 
   .venv/bin/python benchmarks/meta_train_throughput.py --data ../shared/data/blitzer_mds_4domain
 
 Default configuration (issue #3): minilm-l6, max_seq_length 128, inner batch 16, 80 support +
 20 query per task, 5 inner steps (one pass over the support set), 2 tasks per meta-step.
-Per meta-step: 2 x (5 x 16 + 20) = 200 examples. Also reported: GFLOP per example (from the
+Per meta-step: 2 x (5 x 16 + 20) = 200 examples. LEOPARD at the same shape: its first support
+batch generates the class rows (forward, and backward for the generator's meta-gradient), the
+other 4 are inner SGD steps with the learned rates, the query loss after the last (FOMAML: 5
+inner Adam steps, Meta-BERT's). Also reported: GFLOP per example (from the
 model's shapes at the computed lengths), GFLOP/s and its fraction of this machine's matmul peak,
 measured in the same run. Run on a quiet machine.
 """
@@ -22,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 import bench_common  # noqa: E402
 from data_prep import readers  # noqa: E402
 from metabert_tf import backbones, checkpoints, records, run_utils  # noqa: E402
-from metabert_tf.meta import engine, episodes, fomaml  # noqa: E402
+from metabert_tf.meta import engine, episodes, fomaml, leopard  # noqa: E402
 
 bench_common.define_flags("Multi-domain data (e.g. the Amazon reviews directory).")
 flags.DEFINE_integer("inner_batch_size", 16, "Inner batch size.")
@@ -31,11 +34,13 @@ flags.DEFINE_integer("num_query", 20, "Query examples per task.")
 flags.DEFINE_integer("tasks_per_step", 2, "Tasks per meta-step.")
 flags.DEFINE_integer("steps", 8, "Timed meta-steps (after 2 warm-up steps).")
 flags.DEFINE_integer("bucket", 32, "Length bucket; 0 pads every batch to max_seq_length.")
+flags.DEFINE_list("algorithms", ["fomaml", "leopard"], "Meta-learners to time, in turn.")
+ALGORITHMS = {"fomaml": fomaml, "leopard": leopard}
 FLAGS = flags.FLAGS
 
 
-def build_trainer(precision, examples, output_dir):
-  """A FOMAML MetaTrainer of the benchmark's configuration (also used by profile_meta_step.py)."""
+def build_trainer(precision, examples, output_dir, algorithm=fomaml):
+  """A MetaTrainer of the benchmark's configuration (also used by profile_meta_step.py)."""
   run_utils.set_precision(precision)
   run_utils.set_seed(0)
   backbone = backbones.load_backbone(FLAGS.bert_model)
@@ -50,7 +55,7 @@ def build_trainer(precision, examples, output_dir):
       inner_update_step=1, bucket=FLAGS.bucket or FLAGS.max_seq_length, progress=False)
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            labels, FLAGS.max_seq_length)
-  return engine.MetaTrainer(tf.distribute.get_strategy(), fomaml, backbone, labels,
+  return engine.MetaTrainer(tf.distribute.get_strategy(), algorithm, backbone, labels,
                             backbone.pooling, features, domains, domains, [], config, output_dir,
                             metadata)
 
@@ -67,11 +72,23 @@ def step_gflop(trainer, config, step, support_per_task):
 
 
 def measure(precision, examples):
+  """Each of --algorithms' figures, prefixed with its name, and leopard's speed over fomaml's."""
+  result = {}
+  for name in FLAGS.algorithms:
+    result.update({f"{name}_{k}": v for k, v in
+                   measure_one(precision, examples, ALGORITHMS[name]).items()})
+  if {"fomaml", "leopard"} <= set(FLAGS.algorithms):
+    result["leopard_over_fomaml"] = (result["leopard_examples_per_second"]
+                                     / result["fomaml_examples_per_second"])
+  return result
+
+
+def measure_one(precision, examples, algorithm):
   inner_steps = -(-FLAGS.num_support // FLAGS.inner_batch_size)
   support = min(FLAGS.num_support, inner_steps * FLAGS.inner_batch_size)
   per_task = support + FLAGS.num_query
   with tempfile.TemporaryDirectory() as tmp:
-    trainer = build_trainer(precision, examples, tmp)
+    trainer = build_trainer(precision, examples, tmp, algorithm)
     for step in range(2):
       trainer.train_step(step)
     start = time.perf_counter()
@@ -94,7 +111,7 @@ def main(_):
   examples = readers.read_examples(FLAGS.data)
   bench_common.run(lambda precision: measure(precision, examples),
                    ["bert_model", "max_seq_length", "inner_batch_size", "num_support",
-                    "num_query", "tasks_per_step", "steps", "bucket", "data"])
+                    "num_query", "tasks_per_step", "steps", "bucket", "data", "algorithms"])
 
 
 if __name__ == "__main__":

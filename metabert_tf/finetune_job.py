@@ -41,6 +41,9 @@ class FinetuneJob:
   dropout: bool = True                # False makes training deterministic (tests)
   pooling: Optional[str] = None       # "pooler" or "mean"; None: what the backbone was trained with
   allow_unseen_eval_labels: bool = False  # eval labels the head lacks: counted wrong, not an error
+  # From a LEOPARD-family checkpoint: generated class rows and the learned rates (False: its
+  # encoder with a new dense head and AdamW, plain fine-tuning).
+  leopard_head: bool = True
 
 
 def restores_head(backbone, label_list):
@@ -92,7 +95,7 @@ def run_job(job: FinetuneJob, strategy=None):
                            job.allow_unseen_eval_labels)
   pooling = job.pooling or backbone.pooling
   logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
-  by_leopard = leopard_finetune.is_leopard_checkpoint(backbone)
+  by_leopard = job.leopard_head and leopard_finetune.is_leopard_checkpoint(backbone)
   if by_leopard:  # generated class rows, learned per-layer rates
     model, rates = leopard_finetune.build(strategy, backbone, len(label_list), pooling,
                                           job.dropout)

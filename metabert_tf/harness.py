@@ -21,11 +21,11 @@ from absl import flags
 from absl import logging
 from tqdm import tqdm
 
-from data_prep.examples import DataError
 from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
+from metabert_tf import leopard_finetune
 from metabert_tf import run_utils
 from metabert_tf import tokenization
 from metabert_tf import training
@@ -106,21 +106,6 @@ def plot(summary, label, path):
   plt.close(fig)
 
 
-def read_per_k_config(path, method, ks):
-  """{K: [epochs per class, batch per class]} of `method` in the JSON at `path` (None: none)."""
-  if not path:
-    return None
-  with open(path, encoding="utf-8") as f:
-    config = json.load(f)
-  if method not in config:
-    raise DataError(path, f"no settings for --per_k_method {method!r} (have "
-                    f"{sorted(k for k in config if not k.startswith('_'))})")
-  missing = [k for k in ks if str(k) not in config[method]]
-  if missing:
-    raise DataError(path, f"{method} has no settings for K = {missing}")
-  return config[method]
-
-
 def main(_):
   with run_utils.user_errors_exit():
     ks = [int(k) for k in FLAGS.ks]
@@ -134,7 +119,7 @@ def main(_):
           "metabert_tf.harness", output_dir=FLAGS.output_dir,
           cells=[(f"{t}, K={k}", [f"--tasks={t}", f"--ks={k}"]) for t, k in cells])
 
-    per_k = read_per_k_config(FLAGS.per_k_config, FLAGS.per_k_method, ks)
+    per_k = leopard_finetune.read_per_k_config(FLAGS.per_k_config, FLAGS.per_k_method, ks)
 
     def make_job(task, k, split, run_dir):
       train_path, eval_path = datasets.leopard_files(FLAGS.data_dir, task, k, split)

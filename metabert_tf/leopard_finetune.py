@@ -12,6 +12,7 @@
 The original's per-K epochs and batch sizes (as multiples of N) are in
 configs/leopard_per_k.json; the harness applies them with --per_k_config.
 """
+import json
 import re
 
 from absl import logging
@@ -20,6 +21,7 @@ import tensorflow as tf
 import tf_keras
 from official.nlp import optimization
 
+from data_prep.examples import DataError
 from metabert_tf import checkpoints
 from metabert_tf import classifier
 from metabert_tf import records
@@ -106,6 +108,21 @@ def optimizer(rates, total_steps, warmup_proportion=0.1):
   if warmup:
     schedule = optimization.WarmUp(1.0, schedule, warmup)
   return LearnedRateSGD(rates, schedule)
+
+
+def read_per_k_config(path, method, ks):
+  """{K: [epochs per class, batch per class]} of `method` in the JSON at `path` (None: none)."""
+  if not path:
+    return None
+  with open(path, encoding="utf-8") as f:
+    config = json.load(f)
+  if method not in config:
+    raise DataError(path, f"no settings for --per_k_method {method!r} (have "
+                    f"{sorted(k for k in config if not k.startswith('_'))})")
+  missing = [k for k in ks if str(k) not in config[method]]
+  if missing:
+    raise DataError(path, f"{method} has no settings for K = {missing}")
+  return config[method]
 
 
 def generate_class_rows(model, features, batch_size, seed):

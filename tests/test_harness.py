@@ -71,7 +71,7 @@ def test_harness_names_a_missing_split_file_before_running_anything(tmp_path, ti
 def test_per_k_config_gives_epochs_and_batch_per_class(tmp_path):
   import pytest  # pylint: disable=import-outside-toplevel
   from data_prep.examples import DataError  # pylint: disable=import-outside-toplevel
-  from metabert_tf import harness  # pylint: disable=import-outside-toplevel
+  from metabert_tf import leopard_finetune as harness  # pylint: disable=import-outside-toplevel
   shipped = os.path.join(REPO_DIR, "configs", "leopard_per_k.json")
   assert harness.read_per_k_config(shipped, "leopard", [4, 8, 16, 32])["4"] == [150, 2]
   assert harness.read_per_k_config(shipped, "hybrid_smlmt", [8])["8"] == [175, 8]

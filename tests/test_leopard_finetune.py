@@ -93,3 +93,14 @@ def test_run_finetune_from_a_leopard_checkpoint_exports_and_reloads(leopard_ckpt
         output_dir=str(tmp_path / "again"), train_path=paths["train"],
         bert_model=results["checkpoint"], max_seq_length=16,
         train=training.FinetuneConfig(epochs=1, progress=False)))
+
+
+def test_plain_fine_tuning_of_a_leopard_checkpoint_encoder(leopard_ckpt, tmp_path):
+  paths = tiny_models.write_toy_task(str(tmp_path / "task"), n_per_label=4)
+  results = finetune_job.run_job(finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "plain"), train_path=paths["train"], eval_path=paths["eval"],
+      bert_model=leopard_ckpt, max_seq_length=16, leopard_head=False, dropout=False,
+      train=training.FinetuneConfig(epochs=2, batch_size=4, progress=False)))
+  names = dict(tf.train.list_variables(results["checkpoint"]))
+  assert "head/kernel/.ATTRIBUTES/VARIABLE_VALUE" in names  # a dense head, not the generator's
+  assert not any("generator" in n for n in names)

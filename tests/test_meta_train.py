@@ -14,15 +14,22 @@ from metabert_tf import predict
 from metabert_tf import training
 from metabert_tf.meta import fomaml
 from metabert_tf.meta import job as meta_job
+from metabert_tf.meta import leopard
 from metabert_tf.meta import reptile
 from tests import meta_fixtures
 from tests import tiny_models
 from tests.conftest import REPO_DIR
 
 
-@pytest.mark.parametrize("algorithm", [fomaml, reptile])
-def test_killed_meta_training_resumes_to_the_same_weights(tmp_path, tiny_google_dir, algorithm):
-  settings = dict(epochs=2, num_test_task=1, inner_optimizer="adam", inner_update_lr=1e-3)
+_ADAM_INNER = dict(inner_optimizer="adam", inner_update_lr=1e-3)
+_LEOPARD = dict(train_lr=0.05, learning_rate=1e-3, label_emb_size=8, warp_layers=True)
+
+
+@pytest.mark.parametrize("algorithm,own", [(fomaml, _ADAM_INNER), (reptile, _ADAM_INNER),
+                                           (leopard, _LEOPARD)])
+def test_killed_meta_training_resumes_to_the_same_weights(tmp_path, tiny_google_dir, algorithm,
+                                                          own):
+  settings = dict(epochs=2, num_test_task=1, **own)
   full = meta_fixtures.make_trainer(tiny_google_dir, tmp_path / "full", algorithm, **settings)
   full.train()
   killed = meta_fixtures.make_trainer(tiny_google_dir, tmp_path / "killed", algorithm, **settings)
@@ -49,6 +56,8 @@ def test_killed_meta_training_resumes_to_the_same_weights(tmp_path, tiny_google_
       "meta.epoch-1.step-2", "meta.epoch-2.step-4"]
   for a, b in zip(meta_fixtures.meta_values(full), meta_fixtures.meta_values(resumed)):
     np.testing.assert_allclose(a, b, atol=1e-6)
+  for a, b in zip(full.outer_vars[len(full.meta_vars):], resumed.outer_vars[len(full.meta_vars):]):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-7)  # LEOPARD's learned rates
 
 
 def test_test_domains_are_never_meta_trained():
@@ -124,3 +133,23 @@ def test_meta_train_cli_errors(tmp_path, tiny_google_dir):
               f"--output_dir={tmp_path / 'o3'}", *META_FLAGS, "--outer_batch_size=5")
   assert proc.returncode == 1 and "--outer_batch_size (5) must be at most" in proc.stderr
   assert not (tmp_path / "o3").exists()
+
+
+def test_hybrid_smlmt_cli_takes_several_sources_and_its_flags(tmp_path, tiny_google_dir):
+  from tests.test_leopard import _sources  # pylint: disable=import-outside-toplevel
+  specs = _sources(tmp_path)
+  common = [f"--bert_model={tiny_google_dir}", "--max_seq_length=16", "--meta_batchsz=9",
+            "--num_batches=3", "--num_query=3", "--num_train_task=2", "--outer_batch_size=2",
+            "--label_emb_size=8", "--noprogress"] + [f"--data={s}" for s in specs]
+  out = tmp_path / "hs"
+  proc = _run("run_meta_train.py", "--algorithm=hybrid_smlmt", f"--output_dir={out}",
+              "--average_query_every=2", "--weight_query_loss", *common)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.load(open(out / "results.json"))
+  assert len(results["train_domains"]) == 5 and "(0.250)" in (out / "log.txt").read_text()
+  proc = _run("run_meta_train.py", "--algorithm=leopard", f"--output_dir={tmp_path / 'l'}",
+              *common)  # SMLMT files given, but LEOPARD samples only labeled sources
+  assert proc.returncode == 1 and "would never be sampled" in proc.stderr
+  proc = _run("run_meta_train.py", "--algorithm=smlmt", f"--output_dir={tmp_path / 's'}",
+              *common, "--num_batches=4")
+  assert proc.returncode == 1 and "must be a multiple of --num_batches (4)" in proc.stderr
