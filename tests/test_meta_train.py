@@ -147,9 +147,9 @@ def test_hybrid_smlmt_cli_takes_several_sources_and_its_flags(tmp_path, tiny_goo
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.load(open(out / "results.json"))
   assert len(results["train_domains"]) == 5 and "(0.250)" in (out / "log.txt").read_text()
-  proc = _run("run_meta_train.py", "--algorithm=leopard", f"--output_dir={tmp_path / 'l'}",
-              *common)  # SMLMT files given, but LEOPARD samples only labeled sources
-  assert proc.returncode == 1 and "would never be sampled" in proc.stderr
+  settings = results["algorithm_config"]  # hybrid_smlmt's presets, and the flags given
+  assert settings["warp_layers"] and settings["weight_query_loss"]
+  assert settings["average_query_every"] == 2 and settings["label_emb_size"] == 8
   proc = _run("run_meta_train.py", "--algorithm=smlmt", f"--output_dir={tmp_path / 's'}",
               *common, "--num_batches=4")
   assert proc.returncode == 1 and "must be a multiple of --num_batches (4)" in proc.stderr

@@ -227,7 +227,8 @@ def run_meta_job(job: MetaJob, strategy=None):
                                train_sampler=sampler,
                                max_classes=sampler.max_classes if sampler else None)
   history = trainer.train(job.save_every_steps)
-  results = {"algorithm": job.algorithm, "label_list": label_list, "pooling": pooling,
+  results = {"algorithm": job.algorithm, "algorithm_config": dataclasses.asdict(
+                 trainer.algorithm.config), "label_list": label_list, "pooling": pooling,
              "train_domains": train_domains, "test_domains": list(job.test_domains),
              "meta_test_history": history,
              "checkpoint": os.path.abspath(tf.train.latest_checkpoint(trainer.ckpt_dir))}
