@@ -48,9 +48,10 @@ flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_bool("allow_unseen_eval_labels", False, "Evaluate even when the eval data has labels "
                   "the training data (the classifier head) lacks: their examples count as "
                   "errors. Default: stop with an error naming them.")
-flags.DEFINE_bool("leopard_head", True, "From a leopard/smlmt/hybrid_smlmt checkpoint: generate the "
-                  "class weights from the first batch and train with the learned per-layer rates "
-                  "(--noleopard_head: plain fine-tuning of its encoder, new dense head, AdamW).")
+flags.DEFINE_bool("leopard_head", True, "From a leopard/smlmt/hybrid_smlmt checkpoint: generate "
+                  "the class weights from the first batch and train with the learned per-layer "
+                  "rates (--noleopard_head: plain fine-tuning of its encoder, new dense head, "
+                  "AdamW).")
 flags.DEFINE_string("per_k_config", None, "With --task/--k: epochs and batch size from this JSON "
                     "(configs/leopard_per_k.json: {method: {K: [epochs, batch] per class}}) x N, "
                     "instead of --epochs/--batch_size.")

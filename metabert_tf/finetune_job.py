@@ -108,10 +108,10 @@ def run_job(job: FinetuneJob, strategy=None):
     logging.warning("Zero-shot evaluation of a model with no trained classifier for %s: the "
                     "head is random, expect chance accuracy", label_list)
   # Outside the scope: a string variable cannot be mirrored (no string collectives).
+  head = {"head": leopard_finetune.HEAD} if by_leopard else {}
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            label_list, job.max_seq_length, pooling=pooling,
-                                           stage="finetune",
-                                           **({"head": leopard_finetune.HEAD} if by_leopard else {}))
+                                           stage="finetune", **head)
   results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
              "train_file": job.train_path,
              "eval_file": job.eval_path, "precision": job.precision,

@@ -160,7 +160,8 @@ def test_meta_gradients_equal_finite_differences_of_the_first_order_objective(
   for index, kwarg in ((gen_bias, "gen_delta"), (enc_bias, "enc_delta")):
     j = int(np.abs(shares[index].numpy()).argmax())  # the entry with the largest gradient
     eps = 1e-2
-    fd = (objective(rates, **{kwarg: (j, eps)}) - objective(rates, **{kwarg: (j, -eps)})) / (2 * eps)
+    up, down = objective(rates, **{kwarg: (j, eps)}), objective(rates, **{kwarg: (j, -eps)})
+    fd = (up - down) / (2 * eps)
     got = shares[index].numpy()[j]
     np.testing.assert_allclose(got, fd, rtol=1e-2, atol=1e-7, err_msg=names[index])
     assert abs(got) > 1e-5

@@ -93,8 +93,11 @@ def ordered_groups(groups):
   return sorted({g for g in groups if g is not None}, key=key)
 
 
+_FEED_FORWARD = re.compile(r"transformer/layer_\d+/(intermediate|output|output_layer_norm)/")
+
+
 def is_feed_forward(name):
-  return re.match(r"transformer/layer_\d+/(intermediate|output|output_layer_norm)/", name) is not None
+  return _FEED_FORWARD.match(name) is not None
 
 
 class InnerRates(tf.Module):
@@ -141,8 +144,9 @@ class Algorithm(base.Algorithm):
     self.rates = InnerRates(self.group_names, self.config.train_lr, self.config.is_meta_sgd,
                             self.config.clip_lr)
     # Per replica: the sum of the applied inner gradients, and of the weighted query gradients.
-    self.grad_sums = [s if a else None for s, a in
-                      zip(learner_lib.per_replica_like(inner.vars, "inner_grad_sum"), self.adapted)]
+    sums = iter(learner_lib.per_replica_like(
+        [v for v, a in zip(inner.vars, self.adapted) if a], "inner_grad_sum"))
+    self.grad_sums = [next(sums) if a else None for a in self.adapted]
     self.query_sums = learner_lib.per_replica_like(inner.vars, "query_grad_sum")
     return {"inner_rates": self.rates}
 
