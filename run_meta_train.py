@@ -65,7 +65,8 @@ flags.DEFINE_integer("num_query", None, "Query examples per task (default: 20; l
 flags.DEFINE_enum("domain_sampling", "proportional", ["proportional", "uniform"],
                   "Task domain drawn proportionally to its size, or uniformly.")
 flags.DEFINE_bool("class_balanced", False, "Balance the labels within support and query.")
-flags.DEFINE_integer("outer_batch_size", 5, "Tasks per meta-step (over all replicas).")
+flags.DEFINE_integer("outer_batch_size", None, "Tasks per meta-step (over all replicas; default "
+                     "5; leopard, smlmt, hybrid_smlmt: 4, the release's 4 GPUs x 1 task).")
 flags.DEFINE_integer("tasks_per_replica", 0, "Tasks each replica adapts per meta-step; must "
                      "equal outer_batch_size / replicas (0: computed from it).")
 flags.DEFINE_integer("inner_batch_size", 16, "Support batch size in the inner loop.")
@@ -118,13 +119,14 @@ flags.DEFINE_bool("train_word_embeddings", True, "Adapt the embeddings in the in
 flags.DEFINE_bool("clip_lr", True, "Keep the learned rates in [1e-8, 1].")
 flags.DEFINE_bool("average_query_loss", None, "Query loss averaged over inner steps (default: "
                   "with --warp_layers).")
-flags.DEFINE_integer("average_query_every", 1, "With averaging: the query loss every N steps.")
-flags.DEFINE_bool("weight_query_loss", False, "Weight step s's query loss 2^(s - T - 1).")
+flags.DEFINE_integer("average_query_every", 3, "With averaging: the query loss every N steps.")
+flags.DEFINE_bool("weight_query_loss", True, "Weight step s's query loss 2^(s - T - 1).")
 flags.DEFINE_float("pretrain_task_weight", None, "Share of SMLMT tasks (default: leopard 0, "
                    "smlmt 1, hybrid_smlmt 0.5).")
 flags.DEFINE_bool("data_sqrt_sampling", True, "Sample sources ~ sqrt(size), else uniformly.")
 flags.DEFINE_integer("max_examples_per_source", 0, "Read at most this many examples of each "
-                     "labeled source (a seeded sample; 0: all).")
+                     "labeled source (a seeded sample; 0: all); its sampling weight stays "
+                     "sqrt(full size).")
 flags.DEFINE_integer("label_emb_size", 256, "Task-feature size of the generated softmax.")
 flags.mark_flags_as_required(["data", "output_dir"])
 run_utils.require_int_list("corruption_layers", minimum=1)
@@ -150,16 +152,18 @@ def config_from_flags():
   # The LEOPARD family: meta_batchsz support examples in num_batches batches, 1 pass, 1 epoch
   # of num_train_task tasks (a stream), meta-tests adapted for 5 passes (the original's).
   defaults = (dict(num_support=FLAGS.meta_batchsz, num_query=10, passes=1, eval_passes=5,
-                   inner_batch_size=FLAGS.meta_batchsz // FLAGS.num_batches, epochs=1)
+                   inner_batch_size=FLAGS.meta_batchsz // FLAGS.num_batches, epochs=1,
+                   outer_batch_size=4)
               if by_sources else
               dict(num_support=FLAGS.num_support, num_query=20, passes=10, eval_passes=10,
-                   inner_batch_size=FLAGS.inner_batch_size, epochs=3))
+                   inner_batch_size=FLAGS.inner_batch_size, epochs=3, outer_batch_size=5))
   pick = lambda value, name: defaults[name] if value is None else value  # noqa: E731
   return engine.MetaConfig(
       episodes=episodes.EpisodeConfig(defaults["num_support"], pick(FLAGS.num_query, "num_query"),
                                       FLAGS.domain_sampling, FLAGS.class_balanced),
       num_train_task=FLAGS.num_train_task, num_test_task=FLAGS.num_test_task,
-      outer_batch_size=FLAGS.outer_batch_size, tasks_per_replica=FLAGS.tasks_per_replica,
+      outer_batch_size=pick(FLAGS.outer_batch_size, "outer_batch_size"),
+      tasks_per_replica=FLAGS.tasks_per_replica,
       inner_batch_size=defaults["inner_batch_size"],
       inner_update_step=pick(FLAGS.inner_update_step, "passes"),
       inner_update_step_eval=pick(FLAGS.inner_update_step_eval, "eval_passes"),
@@ -212,8 +216,10 @@ def validate_flags():
                "max_examples_per_source", "min_layer_with_grad"):
     if FLAGS[name].value is not None and FLAGS[name].value < 0:
       raise flags.ValidationError(f"--{name} must be >= 0, got {FLAGS[name].value}")
-  if FLAGS.outer_batch_size > FLAGS.num_train_task:
-    raise flags.ValidationError(f"--outer_batch_size ({FLAGS.outer_batch_size}) must be at most "
+  outer = FLAGS.outer_batch_size or (4 if FLAGS.algorithm in meta_job.TASK_SOURCE_ALGORITHMS
+                                     else 5)
+  if outer > FLAGS.num_train_task:
+    raise flags.ValidationError(f"--outer_batch_size ({outer}) must be at most "
                                 f"--num_train_task ({FLAGS.num_train_task})")
 
 

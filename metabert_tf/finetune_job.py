@@ -97,10 +97,11 @@ def run_job(job: FinetuneJob, strategy=None):
   logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
   by_leopard = job.leopard_head and leopard_finetune.is_leopard_checkpoint(backbone)
   if by_leopard:  # generated class rows, learned per-layer rates
-    model, rates = leopard_finetune.build(strategy, backbone, len(label_list), pooling,
-                                          job.dropout)
+    model, rates, variables = leopard_finetune.build(strategy, backbone, len(label_list),
+                                                     pooling, job.dropout)
   else:
-    model, rates = build_classifier(strategy, backbone, label_list, pooling, job.dropout), None
+    model = build_classifier(strategy, backbone, label_list, pooling, job.dropout)
+    rates = variables = None
   if by_leopard and rates is None and not zero_shot:
     raise DataError(job.bert_model, "a model fine-tuned from a LEOPARD-family checkpoint has no "
                     "learned rates: fine-tune from the meta-trained checkpoint")
@@ -127,7 +128,8 @@ def run_job(job: FinetuneJob, strategy=None):
         leopard_finetune.generate_class_rows(model, train_features, job.train.batch_size,
                                              job.train.seed)
     results.update(training.finetune(strategy, model, train_features, job.output_dir, job.train,
-                                     metadata, make_optimizer=make_optimizer))
+                                     metadata, make_optimizer=make_optimizer,
+                                     variables=variables))
   if job.eval_path:
     eval_features = datasets.load_features(job.eval_path, input_encoder, label_list,
                                            job.allow_unseen_eval_labels)

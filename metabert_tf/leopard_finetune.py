@@ -7,7 +7,11 @@
   examples), then trained with everything else;
 * every weight but g's is updated by SGD with the learned inner rate of its group (embeddings,
   each encoder layer, pooler, each layer of h, the class rows), times a schedule of linear
-  warm-up (10%) then linear decay, the gradient clipped to global norm 1.0 (the trainer's).
+  warm-up (10%) then linear decay, the gradient clipped to global norm 1.0 (the trainer's);
+* a model meta-trained with warp layers (SMLMT, Hybrid-SMLMT) is fine-tuned with them, as the
+  release's run_finetune.sh does: the feed-forward blocks are not trained (nor in the clip's
+  norm), h is in the norm at rate 0; LEOPARD (no warp layers) trains everything but g.
+* the class rows are generated with dropout on, as the original's first step.
 
 The original's per-K epochs and batch sizes (as multiples of N) are in
 configs/leopard_per_k.json; the harness applies them with --per_k_config.
@@ -66,8 +70,9 @@ class LearnedRateSGD(tf_keras.optimizers.legacy.SGD):
 
 
 def build(strategy, backbone, num_classes, pooling, dropout=True):
-  """(the classifier, its {variable key: learned rate}) from a LEOPARD-family checkpoint; from
-  a model fine-tuned from one, (the classifier with its trained class rows, None)."""
+  """(the classifier, {variable key: learned rate}, the variables to train) from a
+  LEOPARD-family checkpoint; from a model fine-tuned from one, (the classifier with its trained
+  class rows, None, None)."""
   meta = checkpoints.read_metadata(backbone.checkpoint_prefix)
   prefix = backbone.checkpoint_prefix
   reader = tf.train.load_checkpoint(prefix)
@@ -88,18 +93,22 @@ def build(strategy, backbone, num_classes, pooling, dropout=True):
   with checkpoints.reading_weights(prefix):
     tf.train.Checkpoint(head=parts).read(prefix).expect_partial().assert_existing_objects_matched()
   if fine_tuned:
-    return model, None
+    return model, None, None
   rates = reader.get_tensor("inner_rates/rates/.ATTRIBUTES/VARIABLE_VALUE")
-  variables = model.trainable_variables
-  groups = [leopard.rate_group(learner_lib.canonical(v.name)) for v in variables]
+  warp = bool(meta.get("warp_layers"))
+  canonical = [learner_lib.canonical(v.name) for v in model.trainable_variables]
+  groups = [leopard.rate_group(n) for n in canonical]
   names = leopard.ordered_groups(groups)
   if len(names) != len(rates):
     raise ValueError(f"{prefix}: {len(rates)} learned rates, the model has {len(names)} groups")
-  by_variable = {_key(v): float(rates[names.index(g)]) if g else 0.0
-                 for v, g in zip(variables, groups)}
-  logging.info("Learned inner rates of %s (%s): %s", prefix, meta.get("algorithm"),
-               ", ".join(f"{n} {r:.3g}" for n, r in zip(names, rates)))
-  return model, by_variable
+  variables = [v for v, n in zip(model.trainable_variables, canonical)
+               if not (warp and leopard.is_feed_forward(n))]
+  frozen = lambda g: not g or (warp and g.startswith("task_mlp"))  # noqa: E731 (rate 0)
+  by_variable = {_key(v): 0.0 if frozen(g) else float(rates[names.index(g)])
+                 for v, g in zip(model.trainable_variables, groups)}
+  logging.info("Learned inner rates of %s (%s, warp layers %s): %s", prefix,
+               meta.get("algorithm"), warp, ", ".join(f"{n} {r:.3g}" for n, r in zip(names, rates)))
+  return model, by_variable, variables
 
 
 def optimizer(rates, total_steps, warmup_proportion=0.1):
@@ -131,8 +140,8 @@ def generate_class_rows(model, features, batch_size, seed):
   idx = np.sort(np.random.default_rng([seed, 5]).permutation(n)[:batch_size])
   batch = records.trim_to_longest({k: v[idx] for k, v in features.items()
                                    if k in records.MODEL_INPUTS + ("label_ids",)})
-  pooled, _ = model.encode(batch, training=False)
-  rows = model.head.generate(pooled, batch["label_ids"])
+  pooled, _ = model.encode(batch, training=True)  # dropout on, as the original's first step
+  rows = model.head.generate(model.dropout(pooled, training=True), batch["label_ids"])
   model.head.class_rows.assign(rows)
   missing = sorted(set(range(model.head.max_classes)) - set(batch["label_ids"].tolist()))
   if missing:

@@ -42,12 +42,13 @@ class FinetuneConfig:
 
 
 def finetune(strategy, model, train_features, output_dir, config, metadata, objective=None,
-             make_optimizer=None):
+             make_optimizer=None, variables=None):
   """Fine-tunes `model` (built under `strategy.scope()`) and returns training statistics.
 
   `objective` (default: objectives.CrossEntropy) gives the per-example loss; the layers it
   adds are trained with the model and checkpointed beside it (in the final checkpoint too).
-  `make_optimizer(total_steps)` replaces BERT's AdamW (LEOPARD's learned-rate SGD)."""
+  `make_optimizer(total_steps)` replaces BERT's AdamW (LEOPARD's learned-rate SGD);
+  `variables`, the model's weights to train (default: all of its trainable ones)."""
   objective = objective or objectives.CrossEntropy()
   n = len(train_features["label_ids"])
   steps_per_epoch = math.ceil(n / config.batch_size)
@@ -73,7 +74,7 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
     else:
       weights.read(latest).assert_existing_objects_matched()
     logging.info("Resumed from %s at step %d", latest, int(step.numpy()))
-  train_step = _make_train_step(strategy, model, optimizer, objective)
+  train_step = _make_train_step(strategy, model, optimizer, objective, variables)
   writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
             if run_utils.is_chief(strategy) else tf.summary.create_noop_writer())
   save_every = config.save_every_steps or steps_per_epoch
@@ -118,8 +119,9 @@ def _save_final(weights, directory, step):
   checkpoints.record_checkpoint(directory, path, keep=lambda name: False)
 
 
-def _make_train_step(strategy, model, optimizer, objective):
-  variables = model.trainable_variables + objective.trainable_variables()
+def _make_train_step(strategy, model, optimizer, objective, variables=None):
+  variables = (model.trainable_variables if variables is None else list(variables)) + \
+      objective.trainable_variables()
 
   def step_fn(batch):
     with tf.GradientTape() as tape:

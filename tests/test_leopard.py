@@ -79,11 +79,14 @@ def test_one_inner_step_per_group_rates_clipping_and_warp_layers(tmp_path, tiny_
     loss = learner_lib.cross_entropy(batch["label_ids"], inner.logits(batch, 2, training=True))
   grads = [tf.convert_to_tensor(g).numpy() for g in
            tape.gradient(loss, inner.vars, unconnected_gradients="zero")]
-  frozen = {n for n in names if "generator" in n or "layer_0/" in n}  # min_layer_with_grad=1
+  outside = {n for n in names if "generator" in n or "layer_0/" in n}  # min_layer_with_grad=1
   if warp:
-    frozen |= {n for n in names if leopard.is_feed_forward(n) or "task_mlp" in n}
-  assert {n for n, a in zip(names, alg.adapted) if not a} == frozen
-  norm = np.sqrt(sum((g ** 2).sum() for g, n in zip(grads, names) if n not in frozen))
+    outside |= {n for n in names if leopard.is_feed_forward(n)}
+  assert {n for n, a in zip(names, alg.adapted) if not a} == outside
+  # The clip's norm: every inner-loop weight, the task MLP included (with warp layers its rate
+  # is 0: in the norm, never moved, as in the original).
+  norm = np.sqrt(sum((g ** 2).sum() for g, n in zip(grads, names) if n not in outside))
+  frozen = outside | ({n for n in names if "task_mlp" in n} if warp else set())
   scale = min(1.0, 1.0 / norm)
   rates = alg.rates.rates.numpy()
   alg._inner_step(inner, task, tf.constant(1), tf.constant(3))
@@ -115,7 +118,8 @@ def _first_order_objective(trainer, task, thetas, sums, rates, points, weights):
 
 def test_meta_gradients_equal_finite_differences_of_the_first_order_objective(
     tmp_path, tiny_google_dir):
-  trainer = _trainer(tmp_path, tiny_google_dir, weight_query_loss=True, average_query_loss=True)
+  trainer = _trainer(tmp_path, tiny_google_dir, weight_query_loss=True, average_query_loss=True,
+                     average_query_every=1)
   alg, inner, task = trainer.algorithm, trainer.inner, _task(trainer)
   meta = trainer.meta_vars
   shares, loss = alg.task_step(inner, task, meta)
@@ -263,3 +267,10 @@ def test_hybrid_smlmt_job_trains_checkpoints_and_resumes(tmp_path, tiny_google_d
   assert len(results["train_domains"]) == 5
   again = meta_job.run_meta_job(job)  # finished: resumes at the end, trains nothing more
   assert again["checkpoint"] == results["checkpoint"]
+
+
+def test_a_capped_source_keeps_its_full_size_for_sampling(tmp_path, tiny_google_dir):
+  labeled = tiny_models.write_domain_json(str(tmp_path / "toy.json"))  # 3 domains x 12
+  encoder = backbones.describe_backbone(tiny_google_dir).input_encoder(16)
+  _, _, found = meta_job.load_task_sources([labeled], encoder, max_examples_per_source=24)
+  assert sum(len(s.members) for s in found) == 24 and [s.size for s in found] == [12, 12, 12]

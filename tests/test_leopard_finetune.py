@@ -19,25 +19,31 @@ from metabert_tf.meta import leopard
 from tests import tiny_models
 
 
-@pytest.fixture(scope="module")
-def leopard_ckpt(tmp_path_factory, tiny_google_dir):
-  out = tmp_path_factory.mktemp("leopard")
+def _meta_train(out, model_dir, warp_layers=False):
   data = tiny_models.write_domain_json(str(out / "toy.json"))
   job = meta_job.MetaJob(
-      output_dir=str(out / "meta"), data=[data], algorithm="leopard", bert_model=tiny_google_dir,
+      output_dir=str(out / "meta"), data=[data], algorithm="leopard", bert_model=model_dir,
       max_seq_length=16,
       meta=engine.MetaConfig(
           episodes=episodes.EpisodeConfig(num_support=6, num_query=2), num_train_task=2,
           num_test_task=0, outer_batch_size=2, inner_batch_size=2, inner_update_step=1,
           epochs=1, dropout=False, progress=False,
-          algorithm=leopard.Config(label_emb_size=8, train_lr=0.02, learning_rate=1e-3)))
+          algorithm=leopard.Config(label_emb_size=8, train_lr=0.02, learning_rate=1e-3,
+                                   warp_layers=warp_layers)))
   return meta_job.run_meta_job(job)["checkpoint"]
+
+
+@pytest.fixture(scope="module")
+def leopard_ckpt(tmp_path_factory, tiny_google_dir):
+  return _meta_train(tmp_path_factory.mktemp("leopard"), tiny_google_dir)
 
 
 def test_rows_from_the_first_batch_then_sgd_with_the_learned_rates(leopard_ckpt, tmp_path):
   backbone = backbones.load_backbone(leopard_ckpt, dropout=False)
   strategy = tf.distribute.get_strategy()
-  model, rates = leopard_finetune.build(strategy, backbone, 2, "pooler", dropout=False)
+  model, rates, variables = leopard_finetune.build(strategy, backbone, 2, "pooler",
+                                                   dropout=False)
+  assert variables == model.trainable_variables  # LEOPARD: no warp layers
   learned = tf.train.load_checkpoint(leopard_ckpt).get_tensor(
       "inner_rates/rates/.ATTRIBUTES/VARIABLE_VALUE")
   assert not np.allclose(learned, 0.02)  # meta-training moved them
@@ -104,3 +110,22 @@ def test_plain_fine_tuning_of_a_leopard_checkpoint_encoder(leopard_ckpt, tmp_pat
   names = dict(tf.train.list_variables(results["checkpoint"]))
   assert "head/kernel/.ATTRIBUTES/VARIABLE_VALUE" in names  # a dense head, not the generator's
   assert not any("generator" in n for n in names)
+
+
+def test_a_warp_layers_model_is_fine_tuned_with_them(tmp_path, tiny_google_dir):
+  """SMLMT / Hybrid-SMLMT (the release's run_finetune.sh): feed-forward blocks not trained,
+  the task MLP at rate 0, everything else at its learned rate."""
+  ckpt = _meta_train(tmp_path, tiny_google_dir, warp_layers=True)
+  backbone = backbones.load_backbone(ckpt, dropout=False)
+  model, rates, variables = leopard_finetune.build(tf.distribute.get_strategy(), backbone, 3,
+                                                   "pooler", dropout=False)
+  trained = {v.name for v in variables}
+  for v in model.trainable_variables:
+    name = v.name.split("/", 1)[1]
+    feed_forward = leopard.is_feed_forward(name.split(":")[0])
+    assert (v.name in trained) != feed_forward, v.name
+    if "task_mlp" in name or "generator" in name:
+      assert rates[v.name.split(":")[0]] == 0.0
+    elif not feed_forward:
+      assert rates[v.name.split(":")[0]] > 0.0
+  assert any(leopard.is_feed_forward(v.name.split("/", 1)[1]) for v in model.trainable_variables)

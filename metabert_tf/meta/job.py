@@ -70,7 +70,8 @@ def _smlmt_task_size(spec):
 
 
 def _source_groups(spec, input_encoder, max_examples, seed):
-  """(features, label names, [(source name suffix, example indices)], task_size) of one --data."""
+  """(features, label names, [(source name suffix, example indices, size)], task_size) of one
+  --data; a source's size (its sampling weight's) counts its examples before the cap."""
   task_size, n = _smlmt_task_size(spec)
   rng = np.random.default_rng([seed, 11])
   if task_size:
@@ -79,7 +80,8 @@ def _source_groups(spec, input_encoder, max_examples, seed):
     if len(features["label_ids"]) % task_size:
       raise DataError(spec, f"{len(features['label_ids'])} records is not a whole number of "
                       f"tasks of {task_size}")
-    return features, labels, [("", np.arange(len(features["label_ids"])))], task_size
+    n_records = len(features["label_ids"])
+    return features, labels, [("", np.arange(n_records), n_records)], task_size
   if datasets.is_tf_record(spec):
     meta = records.read_metadata(readers.plain_path(spec)) or {}
     if not meta.get("label_list"):
@@ -87,20 +89,25 @@ def _source_groups(spec, input_encoder, max_examples, seed):
     labels = list(meta["label_list"])
     features = datasets.load_features(spec, input_encoder, labels)
     domains = meta.get("domain_list") if "domain_ids" in features else None
+    sizes = (np.bincount(features["domain_ids"], minlength=len(domains)) if domains
+             else [len(features["label_ids"])])
   else:
     examples = datasets.read(spec)
+    domains = sorted({e.domain for e in examples}) if all(e.domain for e in examples) else None
+    sizes = ([sum(e.domain == d for e in examples) for d in domains] if domains
+             else [len(examples)])
     if max_examples and len(examples) > max_examples:
       examples = [examples[i] for i in np.sort(rng.choice(len(examples), max_examples, False))]
     labels = datasets.sort_labels({e.label for e in examples})
-    domains = sorted({e.domain for e in examples}) if all(e.domain for e in examples) else None
     features = records.encode(examples, input_encoder, labels, domains, source=spec)
   everything = np.arange(len(features["label_ids"]))
   if max_examples and len(everything) > max_examples:
     everything = np.sort(rng.choice(everything, max_examples, False))
   if not domains:
-    return features, labels, [("", everything)], 0
+    return features, labels, [("", everything, int(sizes[0]))], 0
   ids = features["domain_ids"][everything]
-  return features, labels, [(f":{d}", everything[ids == i]) for i, d in enumerate(domains)], 0
+  return features, labels, [(f":{d}", everything[ids == i], int(sizes[i]))
+                            for i, d in enumerate(domains)], 0
 
 
 def load_task_sources(specs, input_encoder, max_examples_per_source=0, seed=0):
@@ -117,7 +124,7 @@ def load_task_sources(specs, input_encoder, max_examples_per_source=0, seed=0):
                         os.path.splitext(os.path.basename(path))[0])
     local = features["label_ids"]
     run_ids = np.full(len(local), -1, np.int32)
-    for suffix, members in groups:
+    for suffix, members, size in groups:
       name = stem + suffix
       if any(s.name == name for s in found):
         raise DataError(spec, f"two --data sources are both named {name!r}")
@@ -127,7 +134,7 @@ def load_task_sources(specs, input_encoder, max_examples_per_source=0, seed=0):
       remap = np.full(len(labels), -1, np.int32)
       remap[present] = classes
       run_ids[members] = remap[local[members]]
-      found.append(sources_lib.TaskSource(name, offset + members, classes, task_size))
+      found.append(sources_lib.TaskSource(name, offset + members, classes, task_size, size))
     parts.append({k: v for k, v in features.items() if k in records.MODEL_INPUTS})
     parts[-1]["label_ids"] = run_ids
     offset += len(local)
@@ -206,6 +213,10 @@ def run_meta_job(job: MetaJob, strategy=None):
   run_utils.set_seed(job.meta.seed)
   run_utils.set_precision(job.precision)
   by_sources = job.algorithm in TASK_SOURCE_ALGORITHMS
+  if by_sources and job.precision == "bf16":
+    logging.warning("%s under bf16: an inner step moves a weight by ~train_lr x a clipped "
+                    "gradient, below bfloat16's resolution, so the forward passes barely see the "
+                    "inner loop (leopard.py); meta-train in fp32", job.algorithm)
   if by_sources and job.meta.algorithm is None:
     job = dataclasses.replace(job, meta=dataclasses.replace(job.meta, algorithm=leopard.Config(
         warp_layers=TASK_SOURCE_ALGORITHMS[job.algorithm][0])))
@@ -220,7 +231,8 @@ def run_meta_job(job: MetaJob, strategy=None):
       backbone.config, backbone.vocab, backbone.lower_case,
       None if by_sources else label_list, job.max_seq_length,
       pooling=pooling, stage="meta_train", algorithm=job.algorithm,
-      train_domains=train_domains, test_domains=list(job.test_domains))
+      train_domains=train_domains, test_domains=list(job.test_domains),
+      **({"warp_layers": bool(job.meta.algorithm.warp_layers)} if by_sources else {}))
   trainer = engine.MetaTrainer(strategy, ALGORITHMS[job.algorithm], backbone, label_list, pooling,
                                features, domain_list, train_domains, list(job.test_domains),
                                job.meta, job.output_dir, metadata, test_exclude=exclude,

@@ -13,11 +13,12 @@ pass) and a query set Q:
     logits(x)_c = h(p(x)) . w_c + b_c                                (classes >= N masked)
     for s = 1..T, T = passes x (B - 1) (the first batch of a pass is not a step, as the original's
     sgd_first_batch=False):
-        g_s = clip_by_global_norm(grad L(phi_{s-1}; S_b(s)), 1.0)     over the adapted weights
+        g_s = clip_by_global_norm(grad L(phi_{s-1}; S_b(s)), 1.0)     over the inner-loop weights
         phi_s[v] = phi_{s-1}[v] - alpha_k(v) g_s[v]
-Adapted: every weight but the generator's; with warp_layers neither h nor any layer's
-feed-forward block (intermediate, output and its LayerNorm); encoder layers below
-min_layer_with_grad and, without train_word_embeddings, the embeddings neither.
+Inner-loop weights: every weight but the generator's, the feed-forward blocks (intermediate,
+output and its LayerNorm) of every layer with warp_layers, the encoder layers below
+min_layer_with_grad and, without train_word_embeddings, the embeddings. With warp_layers, h is
+in the clip's norm but its rate is a constant 0 (the original's), so it does not move.
 Query loss: L_Q = sum_{s in P} w_s L(phi_s; Q) / W, W = sum_{s in P} w_s, with P = {T}, or with
 average_query_loss (default: on with warp_layers) P = {0, T} + {s : s % average_query_every == 0};
 w_s = 2^(s - T - 1) with weight_query_loss (the original's 1/2^(B - b)), else 1.
@@ -25,9 +26,21 @@ First-order meta-gradients (q_s = grad L(phi_s; Q); dphi_s/dphi_0 = I, the g_t h
     theta, h   sum_s w_s q_s / W, plus for theta the generation's J_{W_0}(theta)^T dL_Q/dW_0
     g          J_{W_0}(g)^T dL_Q/dW_0, where dL_Q/dW_0 = sum_s w_s q_s[rows] / W
     alpha_k    -sum_s w_s <q_s[k], sum_{t <= s} g_t[k]> / W          (phi_s = phi_0 - alpha sum g_t)
-so no second-order BERT is ever built. Outer: BERT's AdamW (weight decay 0.01, not on LayerNorm,
-biases or the rates), 10% warm-up then linear decay, meta-gradient clipped to global norm 1.0.
-Meta-test adaptation is the same loop without the query terms.
+so no second-order BERT is ever built. Outer: Model Garden's AdamW (weight decay 0.01, not on
+LayerNorm, biases or the rates), 10% warm-up then linear decay, the meta-gradient clipped to
+global norm 1.0. Meta-test adaptation is the same loop without the query terms.
+
+Where this differs from the released code, on purpose: (1) h moves cumulatively from step to
+step (phi_s = phi_{s-1} - alpha g_s, as every other weight); the original rebuilds h from its
+meta value at every step (h_s = h_0 - alpha g_s) when it adapts h (LEOPARD, no warp layers).
+(2) An explicit average_query_loss=False turns averaging off even with warp layers (the original
+always averages then). (3) L_Q is always divided by W (the original does not normalise a
+weighted loss taken at the last step only). (4) The outer AdamW has Adam's bias correction
+(Google BERT's has none, so its first steps are larger) and does not decay the rates (the
+original's names escape its exclusion list; the effect is negligible).
+Precision: an inner step moves a weight by ~train_lr x a clipped gradient, far below bfloat16's
+resolution, so under mixed_bfloat16 the forward passes barely see the inner loop; meta-train in
+float32 (run_meta_train.py warns).
 """
 import dataclasses
 import re
@@ -59,8 +72,8 @@ class Config:  # field names are the original's flag names
   train_word_embeddings: bool = True
   clip_lr: bool = True
   average_query_loss: Optional[bool] = None  # None: on with warp_layers (the original)
-  average_query_every: int = 1
-  weight_query_loss: bool = False
+  average_query_every: int = 3      # 3 and True: the released meta-training command's
+  weight_query_loss: bool = True
   label_emb_size: int = 256
 
 
@@ -138,20 +151,22 @@ class Algorithm(base.Algorithm):
     names = [learner_lib.canonical(v.name) for v in inner.vars]
     groups = [rate_group(n) for n in names]
     self.group_names = ordered_groups(groups)
+    # adapted: differentiated and clipped in the inner loop; a group id >= 0: moved, at that rate
     self.adapted = [g is not None and self._adapts(n, g) for n, g in zip(names, groups)]
-    self.group_ids = [self.group_names.index(g) if a else -1
-                      for g, a in zip(groups, self.adapted)]
+    frozen_h = self.config.warp_layers
+    self.group_ids = [self.group_names.index(g) if a and not (frozen_h and g.startswith("task_mlp"))
+                      else -1 for g, a in zip(groups, self.adapted)]
     self.rates = InnerRates(self.group_names, self.config.train_lr, self.config.is_meta_sgd,
                             self.config.clip_lr)
     # Per replica: the sum of the applied inner gradients, and of the weighted query gradients.
     sums = iter(learner_lib.per_replica_like(
-        [v for v, a in zip(inner.vars, self.adapted) if a], "inner_grad_sum"))
-    self.grad_sums = [next(sums) if a else None for a in self.adapted]
+        [v for v, g in zip(inner.vars, self.group_ids) if g >= 0], "inner_grad_sum"))
+    self.grad_sums = [next(sums) if g >= 0 else None for g in self.group_ids]
     self.query_sums = learner_lib.per_replica_like(inner.vars, "query_grad_sum")
     return {"inner_rates": self.rates}
 
   def _adapts(self, name, group):
-    if self.config.warp_layers and (is_feed_forward(name) or group.startswith("task_mlp")):
+    if self.config.warp_layers and is_feed_forward(name):
       return False
     if group == "embeddings":
       return self.config.train_word_embeddings
@@ -200,9 +215,9 @@ class Algorithm(base.Algorithm):
     loss, grads = inner.loss_and_grads(task["query"], task["num_classes"])
     for acc, g in zip(self.query_sums, grads):
       acc.assign_add(w * g)
-    adapted = [i for i, a in enumerate(self.adapted) if a]
-    dots = tf.stack([tf.reduce_sum(grads[i] * self.grad_sums[i]) for i in adapted])
-    ids = tf.constant([self.group_ids[i] for i in adapted])
+    moved = [i for i, g in enumerate(self.group_ids) if g >= 0]
+    dots = tf.stack([tf.reduce_sum(grads[i] * self.grad_sums[i]) for i in moved])
+    ids = tf.constant([self.group_ids[i] for i in moved])
     rate_grads -= w * tf.math.unsorted_segment_sum(dots, ids, len(self.group_names))
     return loss_sum + w * loss, weight_sum + w, rate_grads
 

@@ -23,6 +23,7 @@ class TaskSource:
   members: np.ndarray   # indices into the feature arrays (an SMLMT file: in record order)
   classes: np.ndarray   # run-wide label ids of its classes, in task-class order
   task_size: int = 0    # SMLMT: records per task (consecutive blocks); 0: a labeled source
+  size: int = 0         # for the sampling weight: the source's full size (0: len(members))
 
   @property
   def is_smlmt(self):
@@ -45,7 +46,7 @@ class SourceSampler:
                         f"--num_support + --num_query = {need}")
     if not 0.0 <= pretrain_task_weight <= 1.0:
       raise DataError("--pretrain_task_weight", f"must be in [0, 1], got {pretrain_task_weight}")
-    sizes = np.array([len(s.members) for s in self.sources], np.float64)
+    sizes = np.array([s.size or len(s.members) for s in self.sources], np.float64)
     weights = np.sqrt(sizes) if sqrt_sampling else np.ones_like(sizes)
     smlmt = np.array([s.is_smlmt for s in self.sources])
     for kind, present, share in (("SMLMT", smlmt, pretrain_task_weight),
