@@ -108,8 +108,7 @@ def run():
   if FLAGS.per_k_config and train_path:
     per_class = leopard_finetune.read_per_k_config(
         FLAGS.per_k_config, FLAGS.per_k_method, [FLAGS.k])[str(FLAGS.k)]
-    classes = len({e.label for e in datasets.read(train_path)})
-    epochs, batch_size = (x * classes for x in per_class)
+    epochs, batch_size = leopard_finetune.epochs_and_batch(per_class, datasets.read(train_path))
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   job = finetune_job.FinetuneJob(

@@ -127,8 +127,7 @@ def main(_):
       batch_size = FLAGS.batch_size
       epochs = math.ceil(FLAGS.steps / math.ceil(len(examples) / batch_size))
       if per_k:
-        classes = len({e.label for e in examples})
-        epochs, batch_size = (x * classes for x in per_k[str(k)])
+        epochs, batch_size = leopard_finetune.epochs_and_batch(per_k[str(k)], examples)
       return finetune_job.FinetuneJob(
           output_dir=run_dir, train_path=train_path, eval_path=eval_path,
           bert_model=FLAGS.bert_model, max_seq_length=FLAGS.max_seq_length,

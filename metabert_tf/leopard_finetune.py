@@ -23,7 +23,6 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 import tf_keras
-from official.nlp import optimization
 
 from data_prep.examples import DataError
 from metabert_tf import checkpoints
@@ -112,11 +111,8 @@ def build(strategy, backbone, num_classes, pooling, dropout=True):
 
 
 def optimizer(rates, total_steps, warmup_proportion=0.1):
-  schedule = tf_keras.optimizers.schedules.PolynomialDecay(1.0, max(total_steps, 1), 0.0)
-  warmup = int(warmup_proportion * total_steps)
-  if warmup:
-    schedule = optimization.WarmUp(1.0, schedule, warmup)
-  return LearnedRateSGD(rates, schedule)
+  # The schedule multiplies each variable's learned rate: it peaks at 1.
+  return LearnedRateSGD(rates, leopard.warmup_linear_decay(1.0, total_steps, warmup_proportion))
 
 
 def read_per_k_config(path, method, ks):
@@ -132,6 +128,13 @@ def read_per_k_config(path, method, ks):
   if missing:
     raise DataError(path, f"{method} has no settings for K = {missing}")
   return config[method]
+
+
+def epochs_and_batch(per_class, examples):
+  """(epochs, batch size): a per-K config entry [epochs, batch per class] times the N classes
+  of the training `examples`."""
+  classes = len({e.label for e in examples})
+  return per_class[0] * classes, per_class[1] * classes
 
 
 def generate_class_rows(model, features, batch_size, seed):

@@ -80,3 +80,10 @@ def test_per_k_config_gives_epochs_and_batch_per_class(tmp_path):
     harness.read_per_k_config(shipped, "maml", [4])
   with pytest.raises(DataError, match=r"K = \[64\]"):
     harness.read_per_k_config(shipped, "leopard", [64])
+
+
+def test_per_k_settings_are_multiples_of_the_task_classes():
+  from data_prep.examples import LabeledExample  # pylint: disable=import-outside-toplevel
+  from metabert_tf import leopard_finetune  # pylint: disable=import-outside-toplevel
+  examples = [LabeledExample("a", label) for label in ("x", "y", "z", "x")]
+  assert leopard_finetune.epochs_and_batch([150, 2], examples) == (450, 6)

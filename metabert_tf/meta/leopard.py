@@ -95,6 +95,13 @@ def rate_group(name):
   return None  # the softmax generator
 
 
+def warmup_linear_decay(peak, num_steps, warmup_proportion):
+  """BERT's schedule: linear warm-up over warmup_proportion of num_steps, linear decay to 0."""
+  schedule = tf_keras.optimizers.schedules.PolynomialDecay(peak, max(num_steps, 1), 0.0)
+  warmup = int(warmup_proportion * num_steps)
+  return optimization.WarmUp(peak, schedule, warmup) if warmup else schedule
+
+
 def ordered_groups(groups):
   """The distinct groups in one fixed order (the rates vector's), whatever the variable order:
   embeddings, layer_0..layer_L-1, pooler, task_mlp_0, task_mlp_1, class_rows."""
@@ -174,11 +181,8 @@ class Algorithm(base.Algorithm):
     return not layer or int(layer[1]) >= self.config.min_layer_with_grad
 
   def outer_optimizer(self, num_steps):
-    rate = self.config.learning_rate
-    schedule = tf_keras.optimizers.schedules.PolynomialDecay(rate, max(num_steps, 1), 0.0)
-    warmup = int(self.config.warmup_proportion * num_steps)
-    if warmup:
-      schedule = optimization.WarmUp(rate, schedule, warmup)
+    schedule = warmup_linear_decay(self.config.learning_rate, num_steps,
+                                   self.config.warmup_proportion)
     return optimization.AdamWeightDecay(
         learning_rate=schedule, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
         exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias", "inner_rates"])
