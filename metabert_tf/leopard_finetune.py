@@ -26,6 +26,7 @@ import tf_keras
 
 from data_prep.examples import DataError
 from metabert_tf import checkpoints
+from metabert_tf.bert_config import ConfigError
 from metabert_tf import classifier
 from metabert_tf import records
 from metabert_tf.meta import leopard
@@ -83,7 +84,7 @@ def build(strategy, backbone, num_classes, pooling, dropout=True):
                                   dropout_rate=0.1 if dropout else 0.0, head=head).build_all()
   fine_tuned = meta.get("head") == HEAD
   if fine_tuned and rows_shape[0] != num_classes:
-    raise ValueError(f"{prefix}: a fine-tuned model of {rows_shape[0]} classes; fine-tune from "
+    raise ConfigError(f"{prefix}: a fine-tuned model of {rows_shape[0]} classes; fine-tune from "
                      "the meta-trained checkpoint for a task of another label list")
   parts = tf.Module()  # h and g; the class rows only of a fine-tuned model (a task's N differs)
   parts.task_mlp, parts.generator = head.task_mlp, head.generator
@@ -99,7 +100,7 @@ def build(strategy, backbone, num_classes, pooling, dropout=True):
   groups = [leopard.rate_group(n) for n in canonical]
   names = leopard.ordered_groups(groups)
   if len(names) != len(rates):
-    raise ValueError(f"{prefix}: {len(rates)} learned rates, the model has {len(names)} groups")
+    raise ConfigError(f"{prefix}: {len(rates)} learned rates, the model has {len(names)} groups")
   variables = [v for v, n in zip(model.trainable_variables, canonical)
                if not (warp and leopard.is_feed_forward(n))]
   frozen = lambda g: not g or (warp and g.startswith("task_mlp"))  # noqa: E731 (rate 0)
