@@ -31,6 +31,7 @@ from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import backbones  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import mft  # noqa: E402
+from metabert_tf import mft_flags  # noqa: E402
 from metabert_tf import multidomain_job  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
 from metabert_tf import training  # noqa: E402
@@ -91,19 +92,7 @@ flags.DEFINE_float("learning_rate", None, "Peak AdamW learning rate (default 2e-
 flags.DEFINE_string("eval_data", None, "Scored per domain after training (mix, mtl, adv, mft).")
 flags.DEFINE_enum("mft_variant", "full", list(mft.VARIANTS), "full: typicality weighting and "
                   "domain corruption; dc: corruption only; tw: weighting only.")
-flags.DEFINE_float("mft_alpha", 0.5, "Weight of the own-domain prototype in the typicality.")
-flags.DEFINE_integer("mft_prototypes", 1, "Prototypes per domain and class (k-means when > 1).")
-flags.DEFINE_float("mft_lambda", 0.1, "Weight of the domain-corruption loss.")
-flags.DEFINE_list("corruption_layers", None, "1-based layers whose features the corruption "
-                  "loss reaches; default: three evenly spaced ending at the top (2,4,6 of 6).")
-flags.DEFINE_enum("mft_typicality", "paper", ["paper", "easytransfer"], "paper: mean cosine to "
-                  "the other domains' prototypes; easytransfer: cosine to their mean.")
-flags.DEFINE_bool("mft_shared_domain_classifier", False, "One domain classifier for every "
-                  "corruption layer (EasyTransfer) instead of one per layer (paper).")
-flags.DEFINE_enum("mft_layer_mean", "tokens", list(mft.LAYER_MEANS), "tokens: mean of a "
-                  "layer's token vectors without [CLS] and padding; all: every position.")
-flags.DEFINE_bool("mft_weight_corruption", True, "Typicality-weight the corruption loss too "
-                  "(paper); EasyTransfer does not.")
+mft_flags.define()  # --mft_alpha, --mft_lambda, --corruption_layers, --mft_typicality, ...
 flags.DEFINE_float("adversarial_weight", 0.1, "adv: weight of the reversed domain loss.")
 # leopard, smlmt, hybrid_smlmt (the original run_classifier_pretrain.py's names):
 flags.DEFINE_float("train_lr", 1e-5, "Initial inner learning rates (learned with --is_meta_sgd).")
@@ -181,13 +170,7 @@ def supervised_job(data):
                                     learning_rate=FLAGS.learning_rate or 2e-5,
                                     save_every_steps=FLAGS.save_every_steps, seed=FLAGS.seed,
                                     progress=FLAGS.progress),
-      mft=mft.MFTConfig(
-          variant=FLAGS.mft_variant, alpha=FLAGS.mft_alpha, num_prototypes=FLAGS.mft_prototypes,
-          corruption_weight=FLAGS.mft_lambda, typicality_formula=FLAGS.mft_typicality,
-          corruption_layers=[int(x) for x in FLAGS.corruption_layers or []] or None,
-          shared_domain_classifier=FLAGS.mft_shared_domain_classifier,
-          layer_mean=FLAGS.mft_layer_mean, weight_corruption=FLAGS.mft_weight_corruption,
-          seed=FLAGS.seed),
+      mft=mft_flags.config(FLAGS.mft_variant, FLAGS.seed),
       adversarial_weight=FLAGS.adversarial_weight)
 
 
@@ -195,9 +178,8 @@ def validate_flags():
   if FLAGS.algorithm in SUPERVISED and FLAGS.test_domains:
     raise flags.ValidationError(f"--test_domains is for meta-learning; --algorithm "
                                 f"{FLAGS.algorithm} trains on every domain of --data")
-  for name in ("batch_size", "mft_prototypes"):
-    if FLAGS[name].value <= 0:
-      raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
+  if FLAGS.batch_size <= 0:
+    raise flags.ValidationError(f"--batch_size must be positive, got {FLAGS.batch_size}")
   if FLAGS.epochs is not None and FLAGS.epochs <= 0:
     raise flags.ValidationError(f"--epochs must be positive, got {FLAGS.epochs}")
   if FLAGS.algorithm in meta_job.TASK_SOURCE_ALGORITHMS:

@@ -29,7 +29,7 @@ from data_prep.examples import DataError
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
-from metabert_tf import mft
+from metabert_tf import mft_flags
 from metabert_tf import multidomain_job
 from metabert_tf import run_utils
 from metabert_tf import tokenization
@@ -62,9 +62,7 @@ flags.DEFINE_integer("mft_epochs", 1, "Epochs of the multi-domain stage of MFT a
                      lower_bound=1)
 flags.DEFINE_integer("batch_size", 32, "Training batch size.", lower_bound=1)
 flags.DEFINE_float("learning_rate", 2e-5, "Peak AdamW learning rate (every stage).")
-flags.DEFINE_float("mft_lambda", 0.1, "Weight of MFT's domain-corruption loss.")
-flags.DEFINE_float("mft_alpha", 0.5, "Own-domain weight of the typicality.")
-flags.DEFINE_list("corruption_layers", None, "1-based; default: three evenly spaced to the top.")
+mft_flags.define()  # --mft_lambda, --corruption_layers, and the EasyTransfer options
 flags.DEFINE_float("adversarial_weight", 0.1, "BERT (Adv): weight of the reversed domain loss.")
 flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
 flags.DEFINE_bool("process_per_cell", True, "Run each seed x method x fraction in a child "
@@ -123,14 +121,12 @@ def multidomain(method, fraction, seed, out, epochs, eval_data=None):
   if not os.path.exists(done):
     variant = method.split("_", 1)[1] if method.startswith("mft_") else "full"
     train = split_path(None, "train", fraction)
-    layers = [int(x) for x in FLAGS.corruption_layers or []] or None
     multidomain_job.run_multidomain_job(multidomain_job.MultiDomainJob(
         output_dir=out, data=train, eval_data=eval_data,
         method=STAGED.get(method, method), bert_model=FLAGS.bert_model,
         max_seq_length=FLAGS.max_seq_length, precision=FLAGS.precision,
         train=_config(seed, _count(train), epochs), adversarial_weight=FLAGS.adversarial_weight,
-        mft=mft.MFTConfig(variant=variant, alpha=FLAGS.mft_alpha, corruption_weight=FLAGS.mft_lambda,
-                          corruption_layers=layers, seed=seed)))
+        mft=mft_flags.config(variant, seed)))
   with open(done) as f:
     return json.load(f)
 

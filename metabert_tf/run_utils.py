@@ -133,12 +133,19 @@ def prepare_output_dir(output_dir, overwrite):
   return tf.train.latest_checkpoint(os.path.join(output_dir, "ckpt")) is not None
 
 
-def _flag_lines(flag_values):
+def _ours(flag_values):
   by_module = flag_values.flags_by_module_dict()
-  ours = [f for module in (sys.argv[0], __name__) for f in by_module.get(module, [])]
-  return {f.name: f"--{f.name}={','.join(map(str, f.value)) if isinstance(f.value, list) else f.value}"
-          for f in sorted(ours, key=lambda f: f.name)
-          if f.value is not None and f.name not in _NOT_RECORDED}
+  return [f for module in (sys.argv[0], __name__) for f in by_module.get(module, [])
+          if f.name not in _NOT_RECORDED]
+
+
+def _line(name, value):
+  return f"--{name}={','.join(map(str, value)) if isinstance(value, list) else value}"
+
+
+def _flag_lines(flag_values):
+  return {f.name: _line(f.name, f.value) for f in sorted(_ours(flag_values), key=lambda f: f.name)
+          if f.value is not None}
 
 
 def _same_setting(old_line, new_line):
@@ -163,8 +170,12 @@ def write_hyparams(output_dir, resuming=False, flag_values=None, free=(),
   if resuming and os.path.exists(path):
     with open(path, encoding="utf-8") as f:
       old = {line.split("=", 1)[0][2:]: line.strip() for line in f if line.startswith("--")}
+    # A flag added since that run, and given its default, computes what the run on disk did.
+    added_at_default = {f.name for f in _ours(flag_values or flags.FLAGS)
+                        if f.name not in old and f.value == f.default}
     changed = sorted(name for name in set(old) | set(lines)
                      if name not in _FREE_ON_RESUME and name not in free
+                     and name not in added_at_default
                      and not _same_setting(old.get(name), lines.get(name)))
     if changed:
       raise flags.ValidationError(

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from absl import flags
 
 from data_prep.examples import DataError
 from metabert_tf import evaluation
@@ -117,3 +118,17 @@ def test_stdout_carries_results_only(capfd):
     run_utils.print_result('{"accuracy": 1.0}')
   out, err = capfd.readouterr()
   assert out == '{"accuracy": 1.0}\n' and "library chatter" in err
+
+
+def test_a_flag_added_since_a_run_resumes_it_only_at_its_default(tmp_path):
+  values = flags.FlagValues()
+  flags.DEFINE_integer("steps", 3, "", flag_values=values, module_name=sys.argv[0])
+  flags.DEFINE_bool("new_option", False, "", flag_values=values, module_name=sys.argv[0])
+  values(["prog"])
+  (tmp_path / "hyparams.txt").write_text("--steps=3\n")  # written before --new_option existed
+  run_utils.write_hyparams(str(tmp_path), resuming=True, flag_values=values)
+  assert "--new_option=False" in (tmp_path / "hyparams.txt").read_text()
+  (tmp_path / "hyparams.txt").write_text("--steps=3\n")
+  values.new_option = True  # computes something else than the run on disk
+  with pytest.raises(flags.ValidationError, match="other settings .new_option"):
+    run_utils.write_hyparams(str(tmp_path), resuming=True, flag_values=values)

@@ -84,3 +84,8 @@ def test_experiment_grid_tables_and_reuse(tmp_path, tiny_google_dir):
   table = (out / "results.md").read_text()
   assert "| MFT (Full) - BERT (Mix) |" in table and "50%" in table
   assert again.stdout.strip() == table.strip()  # stdout: the tables only
+  # The EasyTransfer options are settings of the run: another one is refused, not mixed in.
+  other = subprocess.run(command + ["--methods=mft_full", "--fractions=100",
+                                    "--mft_typicality=easytransfer"],
+                         cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
+  assert other.returncode == 1 and "other settings (mft_typicality" in other.stderr
