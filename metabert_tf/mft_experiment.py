@@ -213,7 +213,7 @@ def main(_):
     io_utils.atomic_write_json(os.path.join(FLAGS.output_dir, "summary.json"),
                                {"table3": table3, "few_shot": few_shot})
     text = (f"Accuracy on {FLAGS.eval_split} (%), mean +- std over seeds {FLAGS.seeds}\n\n"
-            + evaluation.markdown_table(table3, domains() + ["average"])
+            + (evaluation.markdown_table(table3, domains() + ["average"]) if table3 else "")
             + ("\nFew-shot (average over domains)\n\n"
                + evaluation.markdown_table(few_shot, list(next(iter(few_shot.values()))))
                if few_shot else ""))
