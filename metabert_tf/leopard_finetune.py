@@ -103,8 +103,7 @@ def build(strategy, backbone, num_classes, pooling, dropout=True):
     raise ConfigError(f"{prefix}: {len(rates)} learned rates, the model has {len(names)} groups")
   variables = [v for v, n in zip(model.trainable_variables, canonical)
                if not (warp and leopard.is_feed_forward(n))]
-  frozen = lambda g: not g or (warp and g.startswith("task_mlp"))  # noqa: E731 (rate 0)
-  by_variable = {_key(v): 0.0 if frozen(g) else float(rates[names.index(g)])
+  by_variable = {_key(v): float(rates[names.index(g)]) if leopard.moves(g, warp) else 0.0
                  for v, g in zip(model.trainable_variables, groups)}
   logging.info("Learned inner rates of %s (%s, warp layers %s): %s", prefix,
                meta.get("algorithm"), warp, ", ".join(f"{n} {r:.3g}" for n, r in zip(names, rates)))

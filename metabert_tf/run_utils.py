@@ -139,13 +139,9 @@ def _ours(flag_values):
           if f.name not in _NOT_RECORDED]
 
 
-def _line(name, value):
-  return f"--{name}={','.join(map(str, value)) if isinstance(value, list) else value}"
-
-
 def _flag_lines(flag_values):
-  return {f.name: _line(f.name, f.value) for f in sorted(_ours(flag_values), key=lambda f: f.name)
-          if f.value is not None}
+  return {f.name: f"--{f.name}={','.join(map(str, f.value)) if isinstance(f.value, list) else f.value}"
+          for f in sorted(_ours(flag_values), key=lambda f: f.name) if f.value is not None}
 
 
 def _same_setting(old_line, new_line):

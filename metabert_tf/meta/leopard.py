@@ -95,6 +95,12 @@ def rate_group(name):
   return None  # the softmax generator
 
 
+def moves(group, warp_layers):
+  """Whether a weight of rate `group` moves in the inner loop: not the generator's (no group),
+  nor, with warp layers, h's (in the clip's norm at rate 0, as the original)."""
+  return group is not None and not (warp_layers and group.startswith("task_mlp"))
+
+
 def warmup_linear_decay(peak, num_steps, warmup_proportion):
   """BERT's schedule: linear warm-up over warmup_proportion of num_steps, linear decay to 0."""
   schedule = tf_keras.optimizers.schedules.PolynomialDecay(peak, max(num_steps, 1), 0.0)
@@ -160,8 +166,7 @@ class Algorithm(base.Algorithm):
     self.group_names = ordered_groups(groups)
     # adapted: differentiated and clipped in the inner loop; a group id >= 0: moved, at that rate
     self.adapted = [g is not None and self._adapts(n, g) for n, g in zip(names, groups)]
-    frozen_h = self.config.warp_layers
-    self.group_ids = [self.group_names.index(g) if a and not (frozen_h and g.startswith("task_mlp"))
+    self.group_ids = [self.group_names.index(g) if a and moves(g, self.config.warp_layers)
                       else -1 for g, a in zip(groups, self.adapted)]
     self.rates = InnerRates(self.group_names, self.config.train_lr, self.config.is_meta_sgd,
                             self.config.clip_lr)
