@@ -51,6 +51,9 @@ flags.DEFINE_string("per_k_config", None, "JSON of {method: {K: [epochs per clas
                     "class]}} (configs/leopard_per_k.json): epochs and batch size = those x N, "
                     "instead of --steps / --batch_size.")
 flags.DEFINE_string("per_k_method", "leopard", "Which method's settings of --per_k_config.")
+flags.DEFINE_bool("leopard_head", True, "As run_finetune.py's: a LEOPARD-family --bert_model "
+                  "gets its generated class rows and learned rates (--noleopard_head: plain "
+                  "fine-tuning of its encoder).")
 flags.DEFINE_bool("process_per_cell", True, "Run each (task, K) in a child process (TensorFlow "
                   "keeps ~350 MB for every model a process builds, whatever is freed).")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
@@ -131,7 +134,8 @@ def main(_):
       return finetune_job.FinetuneJob(
           output_dir=run_dir, train_path=train_path, eval_path=eval_path,
           bert_model=FLAGS.bert_model, max_seq_length=FLAGS.max_seq_length,
-          precision=FLAGS.precision, pooling=FLAGS.pooling, train=training.FinetuneConfig(
+          precision=FLAGS.precision, pooling=FLAGS.pooling, leopard_head=FLAGS.leopard_head,
+          train=training.FinetuneConfig(
               epochs=epochs, batch_size=batch_size, learning_rate=FLAGS.learning_rate,
               seed=FLAGS.seed, progress=False, save_every_steps=training.SAVE_AT_END_ONLY))
 

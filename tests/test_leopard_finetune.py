@@ -17,6 +17,8 @@ from metabert_tf.meta import episodes
 from metabert_tf.meta import job as meta_job
 from metabert_tf.meta import leopard
 from tests import tiny_models
+from tests.test_harness import run_harness
+from tests.test_harness import write_leopard_task
 
 
 def _meta_train(out, model_dir, warp_layers=False):
@@ -110,6 +112,21 @@ def test_plain_fine_tuning_of_a_leopard_checkpoint_encoder(leopard_ckpt, tmp_pat
   names = dict(tf.train.list_variables(results["checkpoint"]))
   assert "head/kernel/.ATTRIBUTES/VARIABLE_VALUE" in names  # a dense head, not the generator's
   assert not any("generator" in n for n in names)
+
+
+def test_harness_fine_tunes_a_leopard_checkpoint_either_way(leopard_ckpt, tmp_path):
+  write_leopard_task(tmp_path / "data", "toy", ks=(2,), splits=1)
+  heads = {}
+  for name, extra in (("generated", ()), ("plain", ("--noleopard_head",))):
+    out = tmp_path / name
+    proc = run_harness(tmp_path / "data", out, leopard_ckpt, "--ks=2", "--splits=1",
+                       "--keep_checkpoints", *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = tf.train.latest_checkpoint(out / "toy_k2_s0" / "ckpt")
+    heads[name] = {n.split("/.ATTRIBUTES")[0] for n, _ in tf.train.list_variables(ckpt)
+                   if n.startswith("head/") and "OPTIMIZER" not in n}
+  assert "head/class_rows" in heads["generated"] and "head/kernel" not in heads["generated"]
+  assert "head/kernel" in heads["plain"] and not any("class_rows" in n for n in heads["plain"])
 
 
 def test_a_warp_layers_model_is_fine_tuned_with_them(tmp_path, tiny_google_dir):
