@@ -11,8 +11,6 @@ Re-running the same command resumes from the last checkpoint (--overwrite_output
 import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's C++ info lines off the console
-
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
@@ -21,6 +19,7 @@ from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import backbones  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import finetune_job  # noqa: E402
+from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf import io_utils  # noqa: E402
 from metabert_tf import leopard_finetune  # noqa: E402
 from metabert_tf import run_utils  # noqa: E402
@@ -57,6 +56,7 @@ flags.DEFINE_string("per_k_config", None, "With --task/--k: epochs and batch siz
                     "instead of --epochs/--batch_size.")
 flags.DEFINE_string("per_k_method", "leopard", "Which method's settings of --per_k_config.")
 flags.mark_flags_as_required(["output_dir"])
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 

@@ -19,9 +19,6 @@ from the newest checkpoint with the same task stream. Then:
   python run_finetune.py --bert_model out/meta_fomaml/ckpt/meta.epoch-3.step-30 ...
 """
 import json
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -30,6 +27,7 @@ from data_prep import readers  # noqa: E402
 from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import backbones  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
+from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf import mft  # noqa: E402
 from metabert_tf import mft_flags  # noqa: E402
 from metabert_tf import multidomain_job  # noqa: E402
@@ -118,7 +116,7 @@ flags.DEFINE_integer("max_examples_per_source", 0, "Read at most this many examp
                      "sqrt(full size).")
 flags.DEFINE_integer("label_emb_size", 256, "Task-feature size of the generated softmax.")
 flags.mark_flags_as_required(["data", "output_dir"])
-run_utils.require_int_list("corruption_layers", minimum=1)
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 

@@ -14,17 +14,17 @@ import os
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
+import metabert_tf  # noqa: F401,E402  (first: it keeps TF's C++ log lines quiet)
 import tensorflow as tf  # noqa: E402
 from official.nlp import optimization  # noqa: E402
 
 import bench_common  # noqa: E402
 from data_prep import readers  # noqa: E402
 from metabert_tf import backbones, classifier, export, objectives, records, run_utils  # noqa: E402
+from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf import training  # noqa: E402
 
 bench_common.define_flags("Labeled texts to time on (any reader format).")
@@ -32,6 +32,7 @@ flags.DEFINE_integer("batch_size", 16, "Training batch size.")
 flags.DEFINE_integer("export_batch_size", 64, "Batch size for the exported model.")
 flags.DEFINE_integer("steps", 12, "Timed training steps (after a warm-up pass over the same).")
 flags.DEFINE_integer("export_examples", 512, "Examples pushed through the exported model.")
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 

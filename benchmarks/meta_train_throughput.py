@@ -12,19 +12,18 @@ inner Adam steps, Meta-BERT's). Also reported: GFLOP per example (from the
 model's shapes at the computed lengths), GFLOP/s and its fraction of this machine's matmul peak,
 measured in the same run. Run on a quiet machine.
 """
-import os
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+import metabert_tf  # noqa: F401,E402  (first: it keeps TF's C++ log lines quiet)
 import tensorflow as tf  # noqa: E402
 
 import bench_common  # noqa: E402
 from data_prep import readers  # noqa: E402
 from metabert_tf import backbones, checkpoints, records, run_utils  # noqa: E402
+from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf.meta import engine, episodes, fomaml, leopard  # noqa: E402
 
 bench_common.define_flags("Multi-domain data (e.g. the Amazon reviews directory).")
@@ -36,6 +35,7 @@ flags.DEFINE_integer("steps", 8, "Timed meta-steps (after 2 warm-up steps).")
 flags.DEFINE_integer("bucket", 32, "Length bucket; 0 pads every batch to max_seq_length.")
 flags.DEFINE_list("algorithms", ["fomaml", "leopard"], "Meta-learners to time, in turn.")
 ALGORITHMS = {"fomaml": fomaml, "leopard": leopard}
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 

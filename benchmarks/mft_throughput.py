@@ -14,19 +14,18 @@ Measures, for each precision, on the same multi-domain batches (trimmed to their
     the GFLOP/s achieved and its fraction of this machine's matmul peak, measured in the run.
 Run on a quiet machine: nothing else heavy at the same time.
 """
-import os
 import time
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
+import metabert_tf  # noqa: F401,E402  (first: it keeps TF's C++ log lines quiet)
 import tensorflow as tf  # noqa: E402
 from official.nlp import optimization  # noqa: E402
 
 import bench_common  # noqa: E402
 from metabert_tf import backbones, classifier, datasets, mft  # noqa: E402
+from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf import objectives, records, run_utils, training  # noqa: E402
 
 bench_common.define_flags("Multi-domain labeled texts (any reader format with domains).")
@@ -34,6 +33,7 @@ flags.DEFINE_integer("batch_size", 32, "Training batch size (MFT's).")
 flags.DEFINE_integer("steps", 8, "Timed training steps (after a warm-up pass over the same).")
 flags.DEFINE_integer("inference_examples", 512, "Examples of the two inference measurements.")
 flags.DEFINE_integer("inference_batch_size", 64, "Their batch size (evaluation's default).")
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 

@@ -16,15 +16,15 @@ import glob
 import os
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+import metabert_tf  # noqa: F401,E402  (first: it keeps TF's C++ log lines quiet)
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
 import meta_train_throughput  # noqa: E402  (defines the benchmark's flags)
 from data_prep import readers  # noqa: E402
+from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf import io_utils  # noqa: E402
 
 flags.DEFINE_integer("profile_steps", 2, "Meta-steps to profile (after 2 warm-up steps).")
@@ -32,6 +32,7 @@ flags.DEFINE_string("trace_dir", None, "Where the trace goes (default: a tempora
 flags.DEFINE_integer("top", 15, "Op types to list.")
 flags.register_validator("profile_steps", lambda v: 1 <= v <= FLAGS.steps,
                          "--profile_steps must be between 1 and --steps (tasks are made for --steps)")
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 MATMUL_TYPES = ("Einsum", "MatMul", "BatchMatMulV2", "FusedMatMul")

@@ -22,6 +22,7 @@ import zipfile
 from absl import app
 from absl import flags
 
+from metabert_tf import flag_rules
 from metabert_tf.io_utils import atomic_open, atomic_write_json
 
 DATASETS = {
@@ -118,6 +119,7 @@ def define_flags():
   flags.DEFINE_string("url", None, "Override the dataset's default URL (a mirror).")
   flags.DEFINE_float("timeout", 60.0, "Seconds to wait on the network before giving up.")
   flags.mark_flag_as_required("dest")
+  flag_rules.register()
 
 
 def main(argv):

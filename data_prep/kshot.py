@@ -20,6 +20,7 @@ from absl import flags
 
 from data_prep import readers
 from data_prep.examples import DataError
+from metabert_tf import flag_rules
 from metabert_tf import io_utils
 
 
@@ -116,6 +117,7 @@ def define_flags():
   flags.DEFINE_string("domain", None, "Use only the examples of this domain (e.g. Amazon 'dvd').")
   flags.DEFINE_bool("eval_rest", False, "Also write <task>_eval.json: the examples no split uses.")
   flags.mark_flags_as_required(["input", "task", "output_dir"])
+  flag_rules.register()
 
 
 def _parse_ks(values):

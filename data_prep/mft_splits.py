@@ -20,6 +20,7 @@ from absl import flags
 
 from data_prep import readers
 from data_prep.examples import DataError
+from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import run_utils
 
@@ -38,6 +39,7 @@ def define_flags():
   flags.DEFINE_string("output_dir", None, "Where the split files go.")
   flags.DEFINE_integer("seed", 0, "Seed of the shuffle.")
   flags.mark_flags_as_required(["data", "output_dir"])
+  flag_rules.register()
 
 
 def split_domain(examples, sizes, seed, domain):

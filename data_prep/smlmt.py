@@ -63,10 +63,10 @@ import tensorflow as tf
 from data_prep import readers
 from data_prep.examples import DataError
 from metabert_tf import backbones
+from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import records
 from metabert_tf import run_utils
-from metabert_tf import tokenization
 
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below
@@ -333,23 +333,20 @@ def define_flags():
                             f"reader format, as {readers.SPEC_HELP}.")
   flags.DEFINE_string("output_dir", None, "Where meta_pretrain_<N>.tf_record and .json go.")
   flags.DEFINE_list("num_classes", ["2", "3", "4", "5"], "The N values: one file per N.")
-  flags.DEFINE_integer("tasks_per_n", 100, "Tasks written for each N.", lower_bound=1)
+  flags.DEFINE_integer("tasks_per_n", 100, "Tasks written for each N.")
   flags.DEFINE_integer("seed", 0, "Seed of the sentence samples and the tasks.")
   flags.DEFINE_string("bert_model", "minilm-l6", "Backbone whose vocabulary/casing to use.")
   flags.DEFINE_bool("do_lower_case", None, "Override the backbone's casing.")
-  flags.DEFINE_integer("max_seq_length", 128, "Tokens per record, padded.",
-                       lower_bound=tokenization.MIN_SEQ_LENGTH)
+  flags.DEFINE_integer("max_seq_length", 128, "Tokens per record, padded.")
   flags.DEFINE_integer("min_count", None, "Fewest sentences a task word must occur in; default "
-                       "(and minimum): ceil(task_size / smallest N).", lower_bound=1)
-  flags.DEFINE_integer("max_count", None, "Most sentences a task word may occur in; default: any.",
-                       lower_bound=1)
-  flags.DEFINE_integer("task_size", 90, "Records per task (support + query).", lower_bound=2)
-  flags.DEFINE_integer("num_query", 10, "Query records per task (the last of each block).",
-                       lower_bound=0)
+                       "(and minimum): ceil(task_size / smallest N).")
+  flags.DEFINE_integer("max_count", None, "Most sentences a task word may occur in; default: any.")
+  flags.DEFINE_integer("task_size", 90, "Records per task (support + query).")
+  flags.DEFINE_integer("num_query", 10, "Query records per task (the last of each block).")
   flags.DEFINE_integer("sentences_per_word", 256, "Sentences sampled per candidate word (bounds "
-                       "memory; tasks reusing a word draw from this sample).", lower_bound=1)
+                       "memory; tasks reusing a word draw from this sample).")
   flags.mark_flags_as_required(["input", "output_dir"])
-  run_utils.require_int_list("num_classes", minimum=2)
+  flag_rules.register()
 
 
 FLAGS = flags.FLAGS

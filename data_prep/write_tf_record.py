@@ -15,21 +15,21 @@ from absl import flags
 from data_prep import readers
 from metabert_tf import backbones
 from metabert_tf import datasets
+from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import records
 from metabert_tf import run_utils
-from metabert_tf import tokenization
 
 flags.DEFINE_string("input", None, "Labeled data in any reader format; CSV/TSV/JSON columns as "
                     f"{readers.SPEC_HELP}.")
 flags.DEFINE_string("output", None, "The tf_record to write.")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone whose vocabulary/casing to use.")
 flags.DEFINE_bool("do_lower_case", None, "Override the backbone's casing.")
-flags.DEFINE_integer("max_seq_length", 128, "Tokens per record, padded.",
-                     lower_bound=tokenization.MIN_SEQ_LENGTH)
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per record, padded.")
 flags.DEFINE_list("label_list", None, "Label order (ids); default: sorted labels of the input.")
 flags.DEFINE_bool("with_domains", False, "Also write domain_ids (sorted domain names).")
 flags.mark_flags_as_required(["input", "output"])
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 

@@ -24,25 +24,23 @@ from tqdm import tqdm
 from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
+from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import leopard_finetune
 from metabert_tf import run_utils
-from metabert_tf import tokenization
 from metabert_tf import training
 
 flags.DEFINE_string("data_dir", None, "LEOPARD-layout directory (<task>/<task>_train_F_K.json).")
 flags.DEFINE_list("tasks", ["sentiment_books", "scitail"], "Tasks to run.")
 flags.DEFINE_list("ks", ["4", "8", "16"], "Examples per label.")
-flags.DEFINE_integer("splits", 10, "Splits F = 0..splits-1.", lower_bound=1)
+flags.DEFINE_integer("splits", 10, "Splits F = 0..splits-1.")
 flags.DEFINE_string("output_dir", None, "Where per-run dirs and the tables go.")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone (see run_finetune.py --bert_model).")
-flags.DEFINE_integer("steps", 50, "Training steps per run (epochs = ceil(steps / steps_per_epoch)).",
-                     lower_bound=1)
-flags.DEFINE_integer("batch_size", 8, "Training batch size.", lower_bound=1)
+flags.DEFINE_integer("steps", 50, "Training steps per run (epochs = ceil(steps / steps_per_epoch)).")
+flags.DEFINE_integer("batch_size", 8, "Training batch size.")
 flags.DEFINE_float("learning_rate", 1e-4, "Peak AdamW learning rate.")
 flags.DEFINE_enum("pooling", None, ["pooler", "mean"], "Default: the backbone's.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length.",
-                     lower_bound=tokenization.MIN_SEQ_LENGTH)
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
 flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Compute precision.")
 flags.DEFINE_integer("seed", 0, "Training seed (the same for every split).")
 flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
@@ -57,7 +55,7 @@ flags.DEFINE_bool("leopard_head", True, "As run_finetune.py's: a LEOPARD-family 
 flags.DEFINE_bool("process_per_cell", True, "Run each (task, K) in a child process (TensorFlow "
                   "keeps ~350 MB for every model a process builds, whatever is freed).")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
-run_utils.require_int_list("ks", minimum=1)
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 

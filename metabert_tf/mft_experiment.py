@@ -28,11 +28,11 @@ from absl import logging
 from data_prep.examples import DataError
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
+from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import mft_flags
 from metabert_tf import multidomain_job
 from metabert_tf import run_utils
-from metabert_tf import tokenization
 from metabert_tf import training
 
 METHODS = ("bert_s", "mix", "mtl", "adv", "mft_dc", "mft_tw", "mft_full", "mix_s")
@@ -51,16 +51,13 @@ flags.DEFINE_list("fractions", ["100", "5", "10", "20"], "Percent of each domain
                   "data: 100 for Table 3, others for the few-shot table.")
 flags.DEFINE_enum("eval_split", "test", ["test", "dev"], "Score on test, or on dev (to tune).")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length.",
-                     lower_bound=tokenization.MIN_SEQ_LENGTH)
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
 flags.DEFINE_enum("precision", "bf16", ["fp32", "bf16"], "Compute precision.")
-flags.DEFINE_integer("epochs", 2, "Epochs of per-domain fine-tuning and of mix/mtl/adv.",
-                     lower_bound=1)
+flags.DEFINE_integer("epochs", 2, "Epochs of per-domain fine-tuning and of mix/mtl/adv.")
 flags.DEFINE_integer("min_steps", 50, "Fine-tuning runs get at least this many steps (small "
-                     "few-shot sets get more epochs).", lower_bound=1)
-flags.DEFINE_integer("mft_epochs", 1, "Epochs of the multi-domain stage of MFT and mix_s.",
-                     lower_bound=1)
-flags.DEFINE_integer("batch_size", 32, "Training batch size.", lower_bound=1)
+                     "few-shot sets get more epochs).")
+flags.DEFINE_integer("mft_epochs", 1, "Epochs of the multi-domain stage of MFT and mix_s.")
+flags.DEFINE_integer("batch_size", 32, "Training batch size.")
 flags.DEFINE_float("learning_rate", 2e-5, "Peak AdamW learning rate (every stage).")
 mft_flags.define()  # --mft_lambda, --corruption_layers, and the EasyTransfer options
 flags.DEFINE_float("adversarial_weight", 0.1, "BERT (Adv): weight of the reversed domain loss.")
@@ -68,7 +65,7 @@ flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
 flags.DEFINE_bool("process_per_cell", True, "Run each seed x method x fraction in a child "
                   "process (TensorFlow keeps ~350 MB for every model a process builds).")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
-run_utils.require_int_list("seeds", "fractions", "corruption_layers")
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 

@@ -13,8 +13,7 @@ def define():
   owner = dict(module_name=sys.argv[0])
   flags.DEFINE_float("mft_alpha", 0.5, "Weight of the own-domain prototype in the typicality.",
                      **owner)
-  flags.DEFINE_integer("mft_prototypes", 1, "Prototypes per domain and class (k-means when > 1).",
-                       lower_bound=1, **owner)
+  flags.DEFINE_integer("mft_prototypes", 1, "Prototypes per domain and class (k-means when > 1).", **owner)
   flags.DEFINE_float("mft_lambda", 0.1, "Weight of the domain-corruption loss.", **owner)
   flags.DEFINE_list("corruption_layers", None, "1-based layers whose features the corruption "
                     "loss reaches; default: three evenly spaced ending at the top (2,4,6 of 6).",

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from data_prep import readers
 from data_prep.examples import DataError, LabeledExample
 from metabert_tf import datasets
+from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import run_utils
 
@@ -30,9 +31,10 @@ flags.DEFINE_string("model_dir", None, "An exported SavedModel (run_finetune.py 
 flags.DEFINE_string("input", None, "Text file (one example per line), or any reader format as "
                     f"{readers.SPEC_HELP} (labels, if any, are scored).")
 flags.DEFINE_string("output", None, "Where to write JSONL predictions.")
-flags.DEFINE_integer("batch_size", 64, "Examples per call.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Examples per call.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.mark_flags_as_required(["model_dir", "input", "output"])
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 TEXT_LINES = ("", ".txt")  # extensions read as one example per line
 

@@ -21,7 +21,6 @@ from official.common import distribute_utils
 from data_prep.examples import DataError
 from metabert_tf import io_utils
 from metabert_tf.bert_config import ConfigError
-from metabert_tf import tokenization
 from metabert_tf.model_cache import ModelCacheError
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -38,22 +37,12 @@ def define_common_flags():
                     "trained with (mean for minilm-l6 and sentence-transformers exports).")
   flags.DEFINE_string("output_dir", None, "Where hyparams.txt, the log, ckpt/ and results go.")
   flags.DEFINE_bool("overwrite_output_dir", False, "Delete output_dir first instead of resuming.")
-  flags.DEFINE_integer("max_seq_length", 128, "Tokens per example after WordPiece, padded.",
-                       lower_bound=tokenization.MIN_SEQ_LENGTH)
+  flags.DEFINE_integer("max_seq_length", 128, "Tokens per example after WordPiece, padded.")
   flags.DEFINE_integer("seed", 0, "Seed for initialisation, shuffling and sampling.")
   flags.DEFINE_enum("distribution_strategy", "one_device", STRATEGIES, "tf.distribute strategy.")
   flags.DEFINE_string("tpu", None, "TPU address, with --distribution_strategy=tpu.")
   flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "bf16 = Keras mixed_bfloat16 policy.")
   flags.DEFINE_string("data_dir", None, "Root the data paths are relative to.")
-
-
-def require_int_list(*names, minimum=0):
-  """Validates comma-separated integer flags (--ks=4,8,16) at parse time: a one-line error."""
-  def valid(values):
-    return all(str(x).strip().isdigit() and int(x) >= minimum for x in values or [])
-  for name in names:
-    flags.register_validator(name, valid,
-                             f"--{name} must be comma-separated integers >= {minimum}")
 
 
 def set_seed(seed):

@@ -31,9 +31,9 @@ from data_prep import readers
 from data_prep.examples import DataError
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
+from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import run_utils
-from metabert_tf import tokenization
 from metabert_tf import training
 from metabert_tf.meta import base
 from metabert_tf.meta import engine
@@ -45,38 +45,34 @@ flags.DEFINE_string("output_dir", None, "Where runs and tables go.")
 flags.DEFINE_list("held_out", None, "Domains to hold out in turn (default: every domain).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (also the k-shot split index).")
 flags.DEFINE_list("methods", ["bert", "fomaml", "reptile"], "bert = no meta-training.")
-flags.DEFINE_integer("test_size", 1000, "Test examples taken from the held-out domain.",
-                     lower_bound=1)
-flags.DEFINE_integer("shots", 80, "The 'N examples' setting (0: skip).", lower_bound=0)
+flags.DEFINE_integer("test_size", 1000, "Test examples taken from the held-out domain.")
+flags.DEFINE_integer("shots", 80, "The 'N examples' setting (0: skip).")
 flags.DEFINE_list("ks", ["4", "8", "16"], "K-per-label settings.")
 flags.DEFINE_string("bert_model", "minilm-l6", "Backbone.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length.",
-                     lower_bound=tokenization.MIN_SEQ_LENGTH)
+flags.DEFINE_integer("max_seq_length", 128, "Sequence length.")
 flags.DEFINE_enum("precision", "bf16", ["fp32", "bf16"], "Compute precision.")
 flags.DEFINE_bool("process_per_cell", True, "Run each held-out domain x seed in a child process "
                   "(TensorFlow does not give back the memory of the models a run builds: "
                   "~350 MB each, which ends a 180-run experiment in one process).")
 # Meta-training (CPU-sized defaults; Meta-BERT's are 50 tasks, 10 passes, 3 epochs).
-flags.DEFINE_integer("num_train_task", 40, "Meta-training tasks.", lower_bound=1)
-flags.DEFINE_integer("outer_batch_size", 2, "Tasks per meta-step.", lower_bound=1)
-flags.DEFINE_integer("inner_batch_size", 16, "Inner batch size.", lower_bound=1)
-flags.DEFINE_integer("inner_update_step", 1, "Inner passes over the 80 support examples.",
-                     lower_bound=1)
+flags.DEFINE_integer("num_train_task", 40, "Meta-training tasks.")
+flags.DEFINE_integer("outer_batch_size", 2, "Tasks per meta-step.")
+flags.DEFINE_integer("inner_batch_size", 16, "Inner batch size.")
+flags.DEFINE_integer("inner_update_step", 1, "Inner passes over the 80 support examples.")
 flags.DEFINE_float("inner_update_lr", 5e-5, "Inner (Adam) learning rate.")
 flags.DEFINE_float("outer_update_lr", 5e-5, "FOMAML outer Adam learning rate.")
 flags.DEFINE_float("reptile_epsilon", 0.5, "Reptile (classic) outer step size.")
-flags.DEFINE_integer("meta_epochs", 1, "Passes over the meta-training tasks.", lower_bound=1)
-flags.DEFINE_integer("num_support", 80, "Support examples per task.", lower_bound=1)
-flags.DEFINE_integer("num_query", 20, "Query examples per task.", lower_bound=1)
+flags.DEFINE_integer("meta_epochs", 1, "Passes over the meta-training tasks.")
+flags.DEFINE_integer("num_support", 80, "Support examples per task.")
+flags.DEFINE_integer("num_query", 20, "Query examples per task.")
 # Fine-tuning on the held-out domain (the plain fine-tuning recipe of docs/results.md).
-flags.DEFINE_integer("steps", 50, "Fine-tuning steps per run.", lower_bound=1)
-flags.DEFINE_integer("batch_size", 8, "Fine-tuning batch size.", lower_bound=1)
+flags.DEFINE_integer("steps", 50, "Fine-tuning steps per run.")
+flags.DEFINE_integer("batch_size", 8, "Fine-tuning batch size.")
 flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate.")
 flags.mark_flags_as_required(["data", "output_dir"])
-run_utils.require_int_list("ks", minimum=1)
-run_utils.require_int_list("seeds")
 flags.register_validator("methods", lambda v: set(v) <= {"bert", *meta_job.ALGORITHMS},
                          f"--methods must be among bert, {', '.join(sorted(meta_job.ALGORITHMS))}")
+flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
 

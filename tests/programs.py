@@ -1,0 +1,79 @@
+"""Every command-line program of the repository, and a way to see the flags each defines
+without running it (tests/test_flag_rules.py walks them)."""
+import contextlib
+import importlib.util
+import os
+import sys
+
+from absl import flags
+
+from tests.conftest import REPO_DIR
+
+ALL = [
+    "run_finetune.py", "run_meta_train.py", "metabert_tf/predict.py", "metabert_tf/harness.py",
+    "metabert_tf/meta/experiment.py", "metabert_tf/mft_experiment.py",
+    "data_prep/write_tf_record.py", "data_prep/kshot.py", "data_prep/smlmt.py",
+    "data_prep/mft_splits.py", "data_prep/download.py",
+    "benchmarks/finetune_throughput.py", "benchmarks/meta_train_throughput.py",
+    "benchmarks/mft_throughput.py", "benchmarks/profile_meta_step.py",
+]
+
+
+@contextlib.contextmanager
+def defined_flags(program):
+  """Yields {name: Flag} of the flags `program` defines (at import, or in its define_flags()),
+  in the global FLAGS, and deletes them afterwards so the next program can define its own."""
+  before = set(flags.FLAGS)
+  path = os.path.join(REPO_DIR, program)
+  name = "_program_" + program.replace("/", "_").replace(".py", "")
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.path.insert(0, os.path.dirname(path))  # benchmarks import bench_common as a sibling
+  argv0, sys.argv[0] = sys.argv[0], path      # flags are filed under the program's name
+  try:
+    spec.loader.exec_module(module)
+    if set(flags.FLAGS) == before and hasattr(module, "define_flags"):
+      module.define_flags()
+    yield {n: flags.FLAGS[n] for n in set(flags.FLAGS) - before if n == flags.FLAGS[n].name}
+  finally:
+    sys.argv[0] = argv0
+    sys.path.remove(os.path.dirname(path))
+    for n in set(flags.FLAGS) - before:
+      delattr(flags.FLAGS, n)
+
+
+def rule_problems(program):
+  """What is wrong with `program`'s flag rules: a numeric or list flag without a rule, a bad
+  value its rule lets through, a default its rule refuses (a list of strings; [] = fine)."""
+  from metabert_tf import flag_rules  # pylint: disable=import-outside-toplevel
+  problems = []
+  flags.FLAGS.mark_as_parsed()
+  with defined_flags(program) as defined:
+    for name, flag in sorted(defined.items()):
+      if not flag_rules.needs_rule(flag) or flag_rules.is_library_flag(name):
+        continue
+      rule = flag_rules.rule_for(flag)
+      if rule is None:
+        problems.append(f"{program}: --{name} has no rule in flag_rules.RULES")
+        continue
+      if not flag.validators:
+        problems.append(f"{program}: --{name} has a rule but the program does not register it")
+        continue
+      default = flag.value
+      for bad in rule.bad_values():
+        try:
+          setattr(flags.FLAGS, name, bad)
+          problems.append(f"{program}: --{name}={bad!r} is accepted")
+        except flags.IllegalFlagValueError as e:
+          if f"--{name} " not in str(e):
+            problems.append(f"{program}: --{name}={bad!r}: the message does not name the flag: {e}")
+      try:
+        setattr(flags.FLAGS, name, default)
+      except flags.IllegalFlagValueError as e:
+        problems.append(f"{program}: --{name}'s default is refused: {e}")
+  return problems
+
+
+if __name__ == "__main__":
+  import json  # pylint: disable=g-import-not-at-top
+  print(json.dumps([p for program in (sys.argv[1:] or ALL) for p in rule_problems(program)]))
