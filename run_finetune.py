@@ -72,13 +72,14 @@ def validate_flags():
                                 "not --train_file")
   if FLAGS.zero_shot and not (FLAGS.task or FLAGS.eval_file):
     raise flags.ValidationError("--zero_shot needs --eval_file or --task")
-  for name in ("epochs", "batch_size", "eval_batch_size", "max_seq_length"):
-    if FLAGS[name].value <= 0:
-      raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
   if FLAGS.per_k_config and FLAGS.k is None:
     raise flags.ValidationError("--per_k_config needs --task and --k")
-  if FLAGS.save_every_steps < 0:
-    raise flags.ValidationError(f"--save_every_steps must be >= 0, got {FLAGS.save_every_steps}")
+  for name in ("split", "per_k_method"):  # read only with --task / --per_k_config
+    if FLAGS[name].present and not (FLAGS.task if name == "split" else FLAGS.per_k_config):
+      raise flags.ValidationError(f"--{name} is read only with "
+                                  f"{'--task' if name == 'split' else '--per_k_config'}; drop it")
+  if FLAGS["export_dir"].present and not FLAGS.export:
+    raise flags.ValidationError("--export_dir is not read with --noexport; drop one of them")
 
 
 def data_paths():
@@ -99,17 +100,19 @@ def data_paths():
 def run():
   validate_flags()
   train_path, eval_path = data_paths()
-  # The model and every output path are checked before output_dir is made.
-  backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case).check_max_seq_length(
-      FLAGS.max_seq_length)
-  if FLAGS.export and FLAGS.export_dir:
-    io_utils.check_writable(FLAGS.export_dir, "--export_dir", directory=True)
+  if train_path:
+    datasets.check_trainable(train_path)
   epochs, batch_size = FLAGS.epochs, FLAGS.batch_size
   if FLAGS.per_k_config and train_path:
     per_class = leopard_finetune.read_per_k_config(
         FLAGS.per_k_config, FLAGS.per_k_method, [FLAGS.k])[str(FLAGS.k)]
     epochs, batch_size = leopard_finetune.epochs_and_batch(per_class, datasets.read(train_path))
+  # First: a multi-worker strategy must exist before TensorFlow runs any op.
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
+  # The model and every output path are checked before output_dir is made.
+  backbones.check_readable(FLAGS.bert_model, FLAGS.do_lower_case, FLAGS.max_seq_length)
+  if FLAGS.export and FLAGS.export_dir:
+    io_utils.check_writable(FLAGS.export_dir, "--export_dir", directory=True)
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   job = finetune_job.FinetuneJob(
       output_dir=FLAGS.output_dir, train_path=train_path, eval_path=eval_path,

@@ -119,6 +119,32 @@ flags.mark_flags_as_required(["data", "output_dir"])
 flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 
+META_BERT = {"fomaml", "reptile"}
+SOURCES = set(meta_job.TASK_SOURCE_ALGORITHMS)
+MFT_FLAGS = ["mft_variant", "mft_alpha", "mft_prototypes", "mft_lambda", "corruption_layers",
+             "mft_typicality", "mft_shared_domain_classifier", "mft_layer_mean",
+             "mft_weight_corruption"]
+LEOPARD_FLAGS = ["train_lr", "meta_batchsz", "num_batches", "SGD_K", "warp_layers", "is_meta_sgd",
+                 "min_layer_with_grad", "train_word_embeddings", "clip_lr", "average_query_loss",
+                 "average_query_every", "weight_query_loss", "pretrain_task_weight",
+                 "data_sqrt_sampling", "max_examples_per_source", "label_emb_size"]
+# The algorithms that read each algorithm-specific flag (the others are read by all).
+READ_ONLY_BY = {
+    **dict.fromkeys(["reptile_variant", "reptile_epsilon"], {"reptile"}),
+    **dict.fromkeys(["test_domains", "meta_test_exclude", "num_domain", "num_support",
+                     "domain_sampling", "inner_batch_size", "inner_update_lr", "inner_optimizer",
+                     "outer_update_lr"], META_BERT),
+    **dict.fromkeys(["num_train_task", "num_test_task", "num_query", "outer_batch_size",
+                     "tasks_per_replica", "inner_update_step", "inner_update_step_eval",
+                     "class_balanced"], META_BERT | SOURCES),
+    **dict.fromkeys(LEOPARD_FLAGS, SOURCES),
+    **dict.fromkeys(["batch_size", "eval_data"], set(SUPERVISED)),
+    **dict.fromkeys(MFT_FLAGS, {"mft"}),
+    "adversarial_weight": {"adv"},
+    "epochs": META_BERT | set(SUPERVISED),
+    "learning_rate": SOURCES | set(SUPERVISED),
+}
+
 
 def config_from_flags():
   by_sources = FLAGS.algorithm in meta_job.TASK_SOURCE_ALGORITHMS
@@ -173,13 +199,7 @@ def supervised_job(data):
 
 
 def validate_flags():
-  if FLAGS.algorithm in SUPERVISED and FLAGS.test_domains:
-    raise flags.ValidationError(f"--test_domains is for meta-learning; --algorithm "
-                                f"{FLAGS.algorithm} trains on every domain of --data")
-  if FLAGS.batch_size <= 0:
-    raise flags.ValidationError(f"--batch_size must be positive, got {FLAGS.batch_size}")
-  if FLAGS.epochs is not None and FLAGS.epochs <= 0:
-    raise flags.ValidationError(f"--epochs must be positive, got {FLAGS.epochs}")
+  run_utils.refuse_unread_flags(READ_ONLY_BY, FLAGS.algorithm, "algorithm")
   if FLAGS.algorithm in meta_job.TASK_SOURCE_ALGORITHMS:
     if FLAGS.num_batches < 2 or FLAGS.meta_batchsz % FLAGS.num_batches:
       raise flags.ValidationError(f"--meta_batchsz ({FLAGS.meta_batchsz}) must be a multiple of "
@@ -187,15 +207,6 @@ def validate_flags():
   elif len(FLAGS.data) != 1:
     raise flags.ValidationError(f"--algorithm {FLAGS.algorithm} takes one --data, got "
                                 f"{len(FLAGS.data)}")
-  for name in ("num_train_task", "num_support", "num_query", "outer_batch_size",
-               "inner_batch_size", "inner_update_step", "num_domain", "meta_batchsz",
-               "average_query_every"):
-    if FLAGS[name].value is not None and FLAGS[name].value <= 0:
-      raise flags.ValidationError(f"--{name} must be positive, got {FLAGS[name].value}")
-  for name in ("num_test_task", "inner_update_step_eval", "tasks_per_replica", "save_every_steps",
-               "max_examples_per_source", "min_layer_with_grad"):
-    if FLAGS[name].value is not None and FLAGS[name].value < 0:
-      raise flags.ValidationError(f"--{name} must be >= 0, got {FLAGS[name].value}")
   outer = FLAGS.outer_batch_size or (4 if FLAGS.algorithm in meta_job.TASK_SOURCE_ALGORITHMS
                                      else 5)
   if outer > FLAGS.num_train_task:
@@ -210,9 +221,10 @@ def run():
   for path in sources + [datasets.resolve(FLAGS.eval_data, FLAGS.data_dir)]:
     if path and not datasets.exists(path):
       raise DataError(path, "file or directory not found")
-  backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case).check_max_seq_length(
-      FLAGS.max_seq_length)  # before output_dir is made
+  # First: a multi-worker strategy must exist before TensorFlow runs any op.
   strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
+  # Before output_dir is made: a model that cannot be read leaves nothing behind.
+  backbones.check_readable(FLAGS.bert_model, FLAGS.do_lower_case, FLAGS.max_seq_length)
   if FLAGS.algorithm in SUPERVISED:
     job = supervised_job(data)
     run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
@@ -230,8 +242,9 @@ def run():
       meta=config_from_flags(), pretrain_task_weight=FLAGS.pretrain_task_weight,
       data_sqrt_sampling=FLAGS.data_sqrt_sampling,
       max_examples_per_source=FLAGS.max_examples_per_source)
+  inputs = meta_job.read_inputs(job)  # bad data fails before output_dir is made
   run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
-  results = meta_job.run_meta_job(job, strategy)
+  results = meta_job.run_meta_job(job, strategy, inputs)
   run_utils.print_result(json.dumps({k: results[k] for k in ("checkpoint", "meta_test_history")}))
 
 

@@ -35,6 +35,8 @@ class LabeledExample:
   domain: Optional[str] = None
   input_ids: Optional[Sequence[int]] = None
   segment_ids: Optional[Sequence[int]] = None
+  # Where the reader found it ("line 3", "record 2 (0-based)"), for messages; not compared.
+  where: Optional[str] = dataclasses.field(default=None, compare=False)
 
   @property
   def is_encoded(self) -> bool:

@@ -40,6 +40,9 @@ def build_kshot_splits(examples, ks, num_splits=10, seed=0, path="<examples>"):
   if not by_label:
     raise DataError(path, "no examples")
   counts = {label: len(by_label[label]) for label in sorted(by_label)}
+  if len(counts) < 2:
+    raise DataError(path, f"one label ({next(iter(counts))!r}) in {len(examples)} examples: "
+                    "a k-shot split of a classification task needs >= 2 labels")
   for label, count in counts.items():
     if count < ks[-1]:
       raise DataError(path, f"K={ks[-1]} is larger than label '{label}' has ({count} examples; "

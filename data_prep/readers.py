@@ -8,6 +8,7 @@ Bad input raises DataError naming the file and where: "line N" (1-based) for CSV
 """
 from __future__ import annotations
 
+import collections
 import csv
 import html
 import io
@@ -329,6 +330,15 @@ def _read_review_file(path, label, domain):
   return examples
 
 
+def conflicting_labels(examples):
+  """[(text, text_b), [examples]] of the texts that occur with more than one label."""
+  by_text = collections.defaultdict(list)
+  for example in examples:
+    by_text[(example.text_a, example.text_b)].append(example)
+  return [(text, group) for text, group in by_text.items()
+          if len({e.label for e in group}) > 1]
+
+
 def _example(record, path, where, fields, domain=None, label_required=True):
   """Validates one record (dict) and builds the example; `domain` overrides the domain field.
 
@@ -342,7 +352,8 @@ def _example(record, path, where, fields, domain=None, label_required=True):
   if domain is None:
     domain = _text(record, fields["domain"], path, where, required=False, allow_empty=True) or None
   return LabeledExample(text_a=text_a, label=_label(record, fields["label"], path, where,
-                                                    label_required), text_b=text_b, domain=domain)
+                                                    label_required), text_b=text_b, domain=domain,
+                        where=where)
 
 
 def _label(record, names, path, where, required):
@@ -365,7 +376,9 @@ def _lookup(record, names, path, where, required):
       return name, record[name]
   if required:
     alternatives = "".join(f" (or '{n}')" for n in names[1:])
-    raise DataError(path, f"missing field '{names[0]}'{alternatives}", where)
+    raise DataError(path, f"missing field '{names[0]}'{alternatives}; the record has "
+                    f"{', '.join(repr(k) for k in record) or 'no fields'} (name yours with a "
+                    "data spec, e.g. PATH:text=review,label=stars)", where)
   return None, None
 
 

@@ -250,6 +250,17 @@ def _describe_directory(directory, do_lower_case, name):
                     "(Google BERT) and no metabert-tf checkpoint")
 
 
+def check_readable(spec, do_lower_case=None, max_seq_length=None):
+  """Reads every weight of `spec` into a throw-away encoder (and checks max_seq_length), so a
+  model that cannot be read fails before an entry point creates its output directory. Returns
+  the BackboneSource."""
+  source = describe_backbone(spec, do_lower_case)
+  if max_seq_length is not None:
+    source.check_max_seq_length(max_seq_length)
+  load_backbone(spec, do_lower_case, dropout=False)
+  return source
+
+
 def load_backbone(spec=model_cache.DEFAULT_MODEL, do_lower_case=None, dropout=True):
   """Resolves a `--bert_model` value into a Backbone with its weights loaded."""
   source = describe_backbone(spec, do_lower_case)

@@ -48,8 +48,20 @@ def is_tf_record(spec):
 
 
 def read(spec):
-  """LabeledExamples from any reader format (not tf_records: those are already encoded)."""
-  return readers.read_examples(spec)
+  """LabeledExamples from any reader format (not tf_records: those are already encoded); a
+  warning when the same text comes with two labels."""
+  examples = readers.read_examples(spec)
+  warn_conflicting_labels(examples, spec)
+  return examples
+
+
+def warn_conflicting_labels(examples, source):
+  conflicts = readers.conflicting_labels(examples)
+  if conflicts:
+    first = [f"{e.where} ({e.label})" for _, group in conflicts[:3] for e in group[:2] if e.where]
+    logging.warning("%s: %d texts occur with more than one label (first at %s): they cannot "
+                    "all be classified right", source, len(conflicts), ", ".join(first))
+  return conflicts
 
 
 def choose_label_list(example_sets, explicit=None, model=None, source="data",
@@ -94,6 +106,39 @@ def record_label_list(path):
   """The label list stored beside a tf_record we wrote (None for other files)."""
   meta = records.read_metadata(readers.plain_path(path)) if is_tf_record(path) else None
   return meta.get("label_list") if meta else None
+
+
+def check_trainable(path, label_list=None):
+  """Reads training data early (before an entry point creates its output directory): a file
+  of one label is refused. tf_records are checked by their .meta.json, when they have one."""
+  if is_tf_record(path):
+    meta = records.read_metadata(readers.plain_path(path)) or {}
+    counts = meta.get("label_counts")
+    if counts is not None and sum(1 for c in counts.values() if c) < 2:
+      raise DataError(path, f"training data with one label ({', '.join(counts)}): a "
+                      "classifier needs >= 2")
+    return
+  examples = read(path)
+  labels = sort_labels({e.label for e in examples})
+  require_two_labels(range(len(labels)), labels, path)
+
+
+def require_domains(examples, source):
+  """Every example has a domain (multi-domain methods, domain splits), else a DataError that
+  says the file has none and how to name its domain field/column."""
+  for i, example in enumerate(examples):
+    if not example.domain:
+      raise DataError(source, "no domain: multi-domain data needs a domain per example, and "
+                      "this file has no domain field/column (name it with a data spec, e.g. "
+                      "PATH:domain=category)", example.where or f"example {i} (0-based)")
+
+
+def require_two_labels(label_ids, label_list, source):
+  """Training data of one label would train a 1-class "classifier" that scores 1.0: refuse."""
+  present = sorted({int(i) for i in label_ids})
+  if len(present) < 2:
+    names = ", ".join(repr(label_list[i]) for i in present) or "none"
+    raise DataError(source, f"training data with one label ({names}): a classifier needs >= 2")
 
 
 def unseen_labels(examples, label_list, source, allow):
@@ -146,10 +191,7 @@ def multidomain_features(path, input_encoder, explicit_labels=None, model_labels
       raise DataError(path, "records have no domain_ids although the .meta.json lists domains")
     return features, label_list, list(meta["domain_list"])
   examples = read(path)
-  for i, example in enumerate(examples):
-    if not example.domain:
-      raise DataError(path, "example has no domain; multi-domain training needs one per "
-                      "example", f"example {i} (0-based)")
+  require_domains(examples, path)
   domain_list = sorted({e.domain for e in examples})
   label_list = choose_label_list([examples], explicit_labels, model_labels, source=path)
   features = records.encode(examples, input_encoder, label_list, domain_list, source=path)

@@ -62,6 +62,25 @@ def build_classifier(strategy, backbone, label_list, pooling, dropout=True):
   return model
 
 
+def check_zero_shot(job, backbone, label_list):
+  """Zero-shot scores the checkpoint's own trained classifier, never a random one: a model
+  without one is refused, and so is a --label_list naming labels its head does not know (the
+  ones it knows are mapped to the head's ids by name)."""
+  meta = checkpoints.read_metadata(backbone.checkpoint_prefix) if backbone.checkpoint_prefix else {}
+  if meta.get("algorithm") in leopard_finetune.FAMILY and meta.get("stage") != "finetune":
+    raise DataError(job.bert_model, f"a {meta['algorithm']} checkpoint generates its classifier "
+                    "from labeled examples, so it has none to evaluate zero-shot: fine-tune it "
+                    "on a few labeled examples (--train_file or --task/--k)")
+  if not (backbone.checkpoint_prefix and backbone.label_list):
+    raise DataError(job.bert_model, "zero-shot evaluation needs a trained classifier (a "
+                    "checkpoint of run_finetune.py or run_meta_train.py); this model has none, "
+                    "so its head would be random: fine-tune it first")
+  unknown = [label for label in label_list or [] if label not in backbone.label_list]
+  if unknown:
+    raise DataError(job.bert_model, f"--label_list names {unknown}, which the checkpoint's "
+                    f"classifier does not know (its labels: {list(backbone.label_list)})")
+
+
 def run_job(job: FinetuneJob, strategy=None):
   """Runs `job`; returns (and writes to output_dir/results.json) its results."""
   strategy = strategy or tf.distribute.get_strategy()
@@ -86,10 +105,13 @@ def run_job(job: FinetuneJob, strategy=None):
   # data). A label only the eval data has is an error: the head could never predict it.
   label_source = job.eval_path if zero_shot else job.train_path
   keep_model_head = zero_shot and job.allow_unseen_eval_labels and backbone.label_list
+  explicit = job.label_list or next((x for x in record_lists if x), None)
+  if zero_shot:
+    check_zero_shot(job, backbone, explicit)
+    explicit = None  # zero-shot, the ids are the checkpoint's head's (labels map by name)
   label_list = datasets.choose_label_list(
       [] if keep_model_head else [examples[label_source]] if label_source in examples else [],
-      job.label_list or next((x for x in record_lists if x), None),
-      backbone.label_list, source=label_source, must_fit_model=zero_shot)
+      explicit, backbone.label_list, source=label_source, must_fit_model=zero_shot)
   if job.eval_path in examples:
     datasets.unseen_labels(examples[job.eval_path], label_list, job.eval_path,
                            job.allow_unseen_eval_labels)
@@ -105,9 +127,6 @@ def run_job(job: FinetuneJob, strategy=None):
   if by_leopard and rates is None and not zero_shot:
     raise DataError(job.bert_model, "a model fine-tuned from a LEOPARD-family checkpoint has no "
                     "learned rates: fine-tune from the meta-trained checkpoint")
-  if zero_shot and not restores_head(backbone, label_list) and not (by_leopard and rates is None):
-    logging.warning("Zero-shot evaluation of a model with no trained classifier for %s: the "
-                    "head is random, expect chance accuracy", label_list)
   # Outside the scope: a string variable cannot be mirrored (no string collectives).
   head = {"head": leopard_finetune.HEAD} if by_leopard else {}
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
@@ -119,6 +138,7 @@ def run_job(job: FinetuneJob, strategy=None):
              "train_config": dataclasses.asdict(job.train)}
   if not zero_shot:
     train_features = datasets.load_features(job.train_path, input_encoder, label_list)
+    datasets.require_two_labels(train_features["label_ids"], label_list, job.train_path)
     results["num_train_examples"] = int(len(train_features["label_ids"]))
     make_optimizer = None
     if by_leopard:

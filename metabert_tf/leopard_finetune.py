@@ -17,6 +17,7 @@ The original's per-K epochs and batch sizes (as multiples of N) are in
 configs/leopard_per_k.json; the harness applies them with --per_k_config.
 """
 import json
+import os
 import re
 
 from absl import logging
@@ -119,14 +120,28 @@ def read_per_k_config(path, method, ks):
   """{K: [epochs per class, batch per class]} of `method` in the JSON at `path` (None: none)."""
   if not path:
     return None
+  if not os.path.isfile(path):
+    raise DataError(path, "file not found (--per_k_config)")
   with open(path, encoding="utf-8") as f:
-    config = json.load(f)
+    try:
+      config = json.load(f)
+    except json.JSONDecodeError as e:
+      raise DataError(path, f"malformed JSON at line {e.lineno}, column {e.colno}: "
+                      f"{e.msg}") from None
+  if not isinstance(config, dict):
+    raise DataError(path, "expected a JSON object {method: {K: [epochs, batch] per class}}")
   if method not in config:
     raise DataError(path, f"no settings for --per_k_method {method!r} (have "
                     f"{sorted(k for k in config if not k.startswith('_'))})")
   missing = [k for k in ks if str(k) not in config[method]]
   if missing:
     raise DataError(path, f"{method} has no settings for K = {missing}")
+  for k in ks:
+    entry = config[method][str(k)]
+    if not (isinstance(entry, list) and len(entry) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in entry)):
+      raise DataError(path, f"{method}.{k} must be [epochs, batch size] per class, two integers "
+                      f">= 1, got {entry!r}")
   return config[method]
 
 

@@ -65,6 +65,8 @@ flags.DEFINE_bool("keep_checkpoints", False, "Keep each run's ckpt/ (large).")
 flags.DEFINE_bool("process_per_cell", True, "Run each seed x method x fraction in a child "
                   "process (TensorFlow keeps ~350 MB for every model a process builds).")
 flags.mark_flags_as_required(["data_dir", "output_dir"])
+flags.register_validator("methods", lambda v: set(v) <= set(METHODS),
+                         f"--methods must be among {', '.join(METHODS)}")
 flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 

@@ -71,6 +71,7 @@ def run_multidomain_job(job: MultiDomainJob, strategy=None):
   run_utils.set_precision(job.precision)
   source, input_encoder, features, label_list, domain_list = datasets.multidomain_job_inputs(
       job.data, job.bert_model, job.do_lower_case, job.max_seq_length, job.label_list)
+  datasets.require_two_labels(features["label_ids"], label_list, job.data)
   eval_features = None if not job.eval_data else _eval_features(job, input_encoder, label_list,
                                                                 domain_list)
   objective = make_objective(job, len(domain_list), len(label_list),

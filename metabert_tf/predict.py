@@ -4,7 +4,8 @@ r"""Predict labels for text with an exported SavedModel.
   python -m metabert_tf.predict --model_dir out/export --output preds.jsonl \
       --input '../shared/data/meta_train/glue/SST-2/dev.tsv:text=sentence'
 
---input is a `.txt` file (or one without extension), one example per line, or anything the
+--input is a `.txt` file (or one without extension), one example per non-blank line (blank
+lines are skipped, their count printed on stderr), or anything the
 readers read (.json, .jsonl, .csv, .tsv, a `PATH:text=...,label=...` data spec): its text
 column(s) are the input and its labels, where present, the gold labels: each output row then
 has "gold", and the accuracy goes to stderr. Each output line: {"text", ["text_b"], "label",
@@ -48,8 +49,15 @@ def read_inputs(spec):
   if options or os.path.isdir(path) or os.path.splitext(path)[1].lower() not in TEXT_LINES:
     examples = readers.read_examples(spec, require_label=False)
   else:
-    lines = (line.rstrip("\r") for line in readers.read_text(path).split("\n"))
-    examples = [LabeledExample(line, None) for line in lines if line.strip()]
+    lines = [line.rstrip("\r") for line in readers.read_text(path).split("\n")]
+    if lines and not lines[-1]:
+      lines.pop()  # the final newline ends the last line; it is not a blank line
+    examples = [LabeledExample(line, None, where=f"line {i}")
+                for i, line in enumerate(lines, 1) if line.strip()]
+    blank = len(lines) - len(examples)
+    if blank:  # so the number of output rows is predictable from the input
+      print(f"{path}: skipped {blank} blank line{'s' if blank > 1 else ''} (one prediction per "
+            f"non-blank line: {len(examples)})", file=sys.stderr)
   if not examples:
     raise DataError(path, "no examples")
   if len({e.text_b is not None for e in examples}) > 1:

@@ -54,6 +54,10 @@ def encode(examples, input_encoder, label_list, domain_list=None, source="data",
   for i, e in enumerate(examples):
     if e.label not in index and not allow_unseen_labels:
       raise DataError(source, f"unknown label {e.label!r} (expected one of {list(label_list)})", i)
+    if domains is not None and e.domain is None:
+      raise DataError(source, "no domain, and domain ids are asked for: this file has no "
+                      "domain field/column (name it with a data spec, e.g. PATH:domain=category)",
+                      e.where or i)
     if domains is not None and e.domain not in domains:
       raise DataError(source, f"unknown domain {e.domain!r} (expected one of {list(domain_list)})", i)
   if len({e.text_b is None for e in examples if not e.is_encoded}) > 1:
@@ -87,6 +91,7 @@ def _pad_encoded(examples, max_seq_length, source):
 def write(path, features, label_list, vocab, lower_case, domain_list=None):
   """Writes features (from `encode`) to a tf_record and its metadata JSON, atomically."""
   n, max_seq_length = features["input_word_ids"].shape
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if os.path.exists(metadata_path(path)):  # never leave an old .meta.json beside new records
     os.remove(metadata_path(path))
   tmp = path + ".tmp"
@@ -142,8 +147,10 @@ def load(path, max_seq_length, num_labels=None):
                       f"--max_seq_length is {max_seq_length}")
     num_labels = meta["num_labels"] if num_labels is None else num_labels
   columns = collections.defaultdict(list)
+  framed_bytes = 0  # what the records read take in the file: 16 bytes of framing each
   try:
     for i, raw in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+      framed_bytes += 16 + len(raw)
       try:
         feats = tf.train.Example.FromString(raw).features.feature
       except message.DecodeError:
@@ -171,6 +178,14 @@ def load(path, max_seq_length, num_labels=None):
                     "does not match; is it a TFRecord file, completely written?)", where) from None
   if not columns:
     raise DataError(path, "no records")
+  count = len(columns["label_ids"])
+  if framed_bytes != os.path.getsize(path):  # TFRecordDataset ends quietly at a cut record
+    raise DataError(path, f"truncated tf_record: {count} whole records, then "
+                    f"{os.path.getsize(path) - framed_bytes} bytes of a partial one (was the "
+                    "file completely written?)")
+  if meta is not None and meta.get("num_examples") not in (None, count):
+    raise DataError(path, f"{count} records, but its .meta.json says {meta['num_examples']}: "
+                    "the file or its metadata is from another write")
   out = {name: np.asarray(columns[rec], np.int32) for name, rec in _RECORD_NAMES.items()}
   out["label_ids"] = np.asarray(columns["label_ids"], np.int32)
   if columns.get("domain_ids"):

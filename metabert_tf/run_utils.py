@@ -45,6 +45,19 @@ def define_common_flags():
   flags.DEFINE_string("data_dir", None, "Root the data paths are relative to.")
 
 
+def refuse_unread_flags(read_only_by, choice, choice_flag, flag_values=None):
+  """An explicitly given flag that the chosen method does not read is an error, not silently
+  ignored. `read_only_by`: {flag name: the `choice_flag` values that read it} (flags not named
+  are read by every choice)."""
+  flag_values = flag_values or flags.FLAGS
+  for name, readers_of in sorted(read_only_by.items()):
+    flag = flag_values[name]
+    if choice not in readers_of and flag.present and flag.value != flag.default:
+      raise flags.ValidationError(
+          f"--{name} is not read by --{choice_flag}={choice} (only by "
+          f"{', '.join(sorted(readers_of))}); drop it")
+
+
 def set_seed(seed):
   random.seed(seed)
   np.random.seed(seed)

@@ -71,7 +71,7 @@ def _predict(tmp_path, model_dir, spec):
     (["--output_dir={tmp}/o", "--train_file={train}:txt=0"], "unknown data spec key 'txt'"),
     (["--output_dir={tmp}/o", "--train_file={bad}"], "bad.jsonl:line 2"),
     (["--output_dir={tmp}/o", "--train_file={train}", "--bert_model={tmp}/nope"], "nope"),
-    (["--output_dir={tmp}/o", "--train_file={train}", "--epochs=0"], "--epochs must be positive"),
+    (["--output_dir={tmp}/o", "--train_file={train}", "--epochs=0"], "--epochs must be >= 1, got 0"),
     (["--output_dir={tmp}/o", "--train_file={train}", "--zero_shot"], "not --train_file"),
     (["--output_dir={tmp}/o", "--train_file={mixed}"], "mixes single texts and text pairs"),
     (["--output_dir={tmp}/notours", "--train_file={train}", "--overwrite_output_dir"],

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
+from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import finetune_job
 from metabert_tf import predict
@@ -108,10 +109,18 @@ def test_zero_shot_from_own_checkpoint_keeps_labels(tmp_path, tiny_google_dir, t
   zero = finetune_job.run_job(_job(tmp_path, "zero", ckpt_dir, toy_task, train_path=None))
   assert zero["label_list"] == trained["label_list"]
   assert zero["accuracy"] == pytest.approx(trained["accuracy"])
-  # A label order given explicitly in the checkpoint wins over the data's sorted order.
-  rev = finetune_job.run_job(_job(tmp_path, "rev", tiny_google_dir, toy_task,
+  # A --label_list in another order maps by name onto the checkpoint's head: same result.
+  rev = finetune_job.run_job(_job(tmp_path, "rev", ckpt_dir, toy_task,
                                   label_list=["positive", "negative"], train_path=None))
-  assert rev["label_list"] == ["positive", "negative"]
+  assert rev["label_list"] == trained["label_list"]
+  assert rev["accuracy"] == pytest.approx(trained["accuracy"])
+  # Never a random head scored as the checkpoint's result.
+  with pytest.raises(DataError, match=r"names \['neutral'\], which the checkpoint's classifier"):
+    finetune_job.run_job(_job(tmp_path, "new", ckpt_dir, toy_task,
+                              label_list=["negative", "neutral"], train_path=None))
+  with pytest.raises(DataError, match="needs a trained classifier"):
+    finetune_job.run_job(_job(tmp_path, "plain", tiny_google_dir, toy_task, train_path=None))
+  assert not (tmp_path / "new/results.json").exists()
 
 
 def test_minilm_short_sequences_finetune_and_export(tmp_path, minilm_dir, shared_dir):

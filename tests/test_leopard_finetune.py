@@ -101,6 +101,11 @@ def test_run_finetune_from_a_leopard_checkpoint_exports_and_reloads(leopard_ckpt
         output_dir=str(tmp_path / "again"), train_path=paths["train"],
         bert_model=results["checkpoint"], max_seq_length=16,
         train=training.FinetuneConfig(epochs=1, progress=False)))
+  # The meta-trained checkpoint has no classifier of its own: zero-shot would score chance.
+  with pytest.raises(DataError, match="generates its classifier from labeled examples"):
+    finetune_job.run_job(finetune_job.FinetuneJob(
+        output_dir=str(tmp_path / "zs_meta"), eval_path=paths["eval"], bert_model=leopard_ckpt,
+        max_seq_length=16, train=training.FinetuneConfig(progress=False)))
 
 
 def test_plain_fine_tuning_of_a_leopard_checkpoint_encoder(leopard_ckpt, tmp_path):

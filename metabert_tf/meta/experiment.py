@@ -29,6 +29,7 @@ from tqdm import tqdm
 from data_prep import kshot
 from data_prep import readers
 from data_prep.examples import DataError
+from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import flag_rules
@@ -144,6 +145,7 @@ def adapt(model, setting, paths, seed, out):
 
 def check_held_out(examples, domains):
   """Every held-out domain is in --data and big enough, checked before hours of runs."""
+  datasets.require_domains(examples, FLAGS.data)
   sizes = collections.Counter(e.domain for e in examples)
   for domain in domains:
     if domain not in sizes:

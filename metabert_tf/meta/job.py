@@ -129,6 +129,10 @@ def load_task_sources(specs, input_encoder, max_examples_per_source=0, seed=0):
       if any(s.name == name for s in found):
         raise DataError(spec, f"two --data sources are both named {name!r}")
       present = np.arange(len(labels)) if task_size else np.unique(local[members])
+      if len(present) < 2:  # a task of one class teaches nothing and scores 1.0
+        raise DataError(spec, f"source {name!r} has {len(present)} label"
+                        f"{'' if len(present) == 1 else 's'} "
+                        f"({', '.join(labels[i] for i in present)}); a task source needs >= 2")
       classes = len(label_list) + np.arange(len(present))
       label_list += [f"{name}:{labels[i]}" for i in present]
       remap = np.full(len(labels), -1, np.int32)
@@ -205,8 +209,23 @@ def _source_inputs(job):
   return features, label_list, names, names, sampler, None
 
 
-def run_meta_job(job: MetaJob, strategy=None):
-  """Meta-trains (or resumes) `job`; returns (and writes to output_dir/results.json) results."""
+def read_inputs(job: MetaJob):
+  """What `job` meta-trains on, read and checked (an entry point calls it before it creates
+  the output directory, so bad data leaves nothing behind): pass it to run_meta_job."""
+  by_sources = job.algorithm in TASK_SOURCE_ALGORITHMS
+  return (_source_inputs if by_sources else _domain_inputs)(_with_defaults(job))
+
+
+def _with_defaults(job):
+  if job.algorithm in TASK_SOURCE_ALGORITHMS and job.meta.algorithm is None:
+    return dataclasses.replace(job, meta=dataclasses.replace(job.meta, algorithm=leopard.Config(
+        warp_layers=TASK_SOURCE_ALGORITHMS[job.algorithm][0])))
+  return job
+
+
+def run_meta_job(job: MetaJob, strategy=None, inputs=None):
+  """Meta-trains (or resumes) `job`; returns (and writes to output_dir/results.json) results.
+  `inputs`: what read_inputs(job) returned (default: read here)."""
   if job.algorithm not in ALGORITHMS:
     raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {job.algorithm!r}")
   strategy = strategy or tf.distribute.get_strategy()
@@ -217,11 +236,9 @@ def run_meta_job(job: MetaJob, strategy=None):
     logging.warning("%s under bf16: an inner step moves a weight by ~train_lr x a clipped "
                     "gradient, below bfloat16's resolution, so the forward passes barely see the "
                     "inner loop (leopard.py); meta-train in fp32", job.algorithm)
-  if by_sources and job.meta.algorithm is None:
-    job = dataclasses.replace(job, meta=dataclasses.replace(job.meta, algorithm=leopard.Config(
-        warp_layers=TASK_SOURCE_ALGORITHMS[job.algorithm][0])))
+  job = _with_defaults(job)
   features, label_list, domain_list, train_domains, sampler, exclude = (
-      _source_inputs if by_sources else _domain_inputs)(job)
+      inputs if inputs is not None else read_inputs(job))
   logging.info("Meta-training domains %s; test domains %s", train_domains, job.test_domains)
   with strategy.scope():
     backbone = backbones.load_backbone(job.bert_model, job.do_lower_case)
