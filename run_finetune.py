@@ -14,19 +14,20 @@ import os
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from data_prep import readers  # noqa: E402
-from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import backbones  # noqa: E402
+from metabert_tf import cli  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import finetune_job  # noqa: E402
 from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf import io_utils  # noqa: E402
 from metabert_tf import leopard_finetune  # noqa: E402
-from metabert_tf import run_utils  # noqa: E402
+from metabert_tf import runtime  # noqa: E402
 from metabert_tf import training  # noqa: E402
+from metabert_tf.data import readers  # noqa: E402
+from metabert_tf.errors import DataError  # noqa: E402
 
-run_utils.define_common_flags()
-flags.adopt_module_key_flags(run_utils)  # --help lists the shared flags too
+cli.define_common_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 flags.DEFINE_string("train_file", None, "Training data: any reader format or a tf_record; "
                     f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
 flags.DEFINE_string("eval_file", None, "Evaluation data: any reader format or a tf_record; "
@@ -75,7 +76,9 @@ def validate_flags():
   if FLAGS.per_k_config and FLAGS.k is None:
     raise flags.ValidationError("--per_k_config needs --task and --k")
   for name in ("split", "per_k_method"):  # read only with --task / --per_k_config
-    if FLAGS[name].present and not (FLAGS.task if name == "split" else FLAGS.per_k_config):
+    flag = FLAGS[name]
+    if (flag.present and flag.value != flag.default
+        and not (FLAGS.task if name == "split" else FLAGS.per_k_config)):
       raise flags.ValidationError(f"--{name} is read only with "
                                   f"{'--task' if name == 'split' else '--per_k_config'}; drop it")
   if FLAGS["export_dir"].present and not FLAGS.export:
@@ -108,12 +111,12 @@ def run():
         FLAGS.per_k_config, FLAGS.per_k_method, [FLAGS.k])[str(FLAGS.k)]
     epochs, batch_size = leopard_finetune.epochs_and_batch(per_class, datasets.read(train_path))
   # First: a multi-worker strategy must exist before TensorFlow runs any op.
-  strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
+  strategy = runtime.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   # The model and every output path are checked before output_dir is made.
   backbones.check_readable(FLAGS.bert_model, FLAGS.do_lower_case, FLAGS.max_seq_length)
   if FLAGS.export and FLAGS.export_dir:
     io_utils.check_writable(FLAGS.export_dir, "--export_dir", directory=True)
-  run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
+  cli.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   job = finetune_job.FinetuneJob(
       output_dir=FLAGS.output_dir, train_path=train_path, eval_path=eval_path,
       bert_model=FLAGS.bert_model, do_lower_case=FLAGS.do_lower_case,
@@ -126,12 +129,12 @@ def run():
       export_dir=(FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export"))
       if FLAGS.export else None)
   results = finetune_job.run_job(job, strategy)
-  run_utils.print_result(json.dumps({k: results[k] for k in (
+  cli.print_result(json.dumps({k: results[k] for k in (
       "accuracy", "macro_f1", "num_examples", "export_dir") if k in results}))
 
 
 def main(_):
-  with run_utils.user_errors_exit():
+  with cli.user_errors_exit():
     run()
 
 

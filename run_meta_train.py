@@ -23,24 +23,25 @@ import json
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from data_prep import readers  # noqa: E402
-from data_prep.examples import DataError  # noqa: E402
 from metabert_tf import backbones  # noqa: E402
+from metabert_tf import cli  # noqa: E402
 from metabert_tf import datasets  # noqa: E402
 from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf import mft  # noqa: E402
 from metabert_tf import mft_flags  # noqa: E402
 from metabert_tf import multidomain_job  # noqa: E402
-from metabert_tf import run_utils  # noqa: E402
+from metabert_tf import runtime  # noqa: E402
 from metabert_tf import training  # noqa: E402
+from metabert_tf.data import readers  # noqa: E402
+from metabert_tf.errors import DataError  # noqa: E402
 from metabert_tf.meta import base  # noqa: E402
 from metabert_tf.meta import engine  # noqa: E402
 from metabert_tf.meta import episodes  # noqa: E402
 from metabert_tf.meta import job as meta_job  # noqa: E402
 from metabert_tf.meta import reptile  # noqa: E402
 
-run_utils.define_common_flags()
-flags.adopt_module_key_flags(run_utils)  # --help lists the shared flags too
+cli.define_common_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 SUPERVISED = multidomain_job.METHODS
 flags.DEFINE_enum("algorithm", "fomaml", sorted(meta_job.ALGORITHMS) + list(SUPERVISED),
                   "fomaml, reptile: meta-learning (episodes, inner loops); mft: Meta "
@@ -199,7 +200,7 @@ def supervised_job(data):
 
 
 def validate_flags():
-  run_utils.refuse_unread_flags(READ_ONLY_BY, FLAGS.algorithm, "algorithm")
+  cli.refuse_unread_flags(READ_ONLY_BY, FLAGS.algorithm, "algorithm")
   if FLAGS.algorithm in meta_job.TASK_SOURCE_ALGORITHMS:
     if FLAGS.num_batches < 2 or FLAGS.meta_batchsz % FLAGS.num_batches:
       raise flags.ValidationError(f"--meta_batchsz ({FLAGS.meta_batchsz}) must be a multiple of "
@@ -222,14 +223,14 @@ def run():
     if path and not datasets.exists(path):
       raise DataError(path, "file or directory not found")
   # First: a multi-worker strategy must exist before TensorFlow runs any op.
-  strategy = run_utils.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
+  strategy = runtime.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   # Before output_dir is made: a model that cannot be read leaves nothing behind.
   backbones.check_readable(FLAGS.bert_model, FLAGS.do_lower_case, FLAGS.max_seq_length)
   if FLAGS.algorithm in SUPERVISED:
     job = supervised_job(data)
-    run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
+    cli.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
     results = multidomain_job.run_multidomain_job(job, strategy)
-    run_utils.print_result(json.dumps({k: results[k] for k in ("checkpoint", "eval")
+    cli.print_result(json.dumps({k: results[k] for k in ("checkpoint", "eval")
                                        if k in results}))
     return
   job = meta_job.MetaJob(
@@ -243,13 +244,13 @@ def run():
       data_sqrt_sampling=FLAGS.data_sqrt_sampling,
       max_examples_per_source=FLAGS.max_examples_per_source)
   inputs = meta_job.read_inputs(job)  # bad data fails before output_dir is made
-  run_utils.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
+  cli.start_run(FLAGS.output_dir, FLAGS.overwrite_output_dir, strategy)
   results = meta_job.run_meta_job(job, strategy, inputs)
-  run_utils.print_result(json.dumps({k: results[k] for k in ("checkpoint", "meta_test_history")}))
+  cli.print_result(json.dumps({k: results[k] for k in ("checkpoint", "meta_test_history")}))
 
 
 def main(_):
-  with run_utils.user_errors_exit():
+  with cli.user_errors_exit():
     run()
 
 

@@ -22,10 +22,10 @@ import tensorflow as tf  # noqa: E402
 from official.nlp import optimization  # noqa: E402
 
 import bench_common  # noqa: E402
-from data_prep import readers  # noqa: E402
-from metabert_tf import backbones, classifier, export, objectives, records, run_utils  # noqa: E402
+from metabert_tf import backbones, classifier, export, objectives, records, runtime  # noqa: E402
 from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf import training  # noqa: E402
+from metabert_tf.data import readers  # noqa: E402
 
 bench_common.define_flags("Labeled texts to time on (any reader format).")
 flags.DEFINE_integer("batch_size", 16, "Training batch size.")
@@ -37,7 +37,7 @@ FLAGS = flags.FLAGS
 
 
 def measure(precision, examples):
-  run_utils.set_precision(precision)
+  runtime.set_precision(precision)
   tf.random.set_seed(0)
   backbone = backbones.load_backbone(FLAGS.bert_model)
   encoder = backbone.input_encoder(FLAGS.max_seq_length)

@@ -21,9 +21,9 @@ import metabert_tf  # noqa: F401,E402  (first: it keeps TF's C++ log lines quiet
 import tensorflow as tf  # noqa: E402
 
 import bench_common  # noqa: E402
-from data_prep import readers  # noqa: E402
-from metabert_tf import backbones, checkpoints, records, run_utils  # noqa: E402
+from metabert_tf import backbones, checkpoints, records, runtime  # noqa: E402
 from metabert_tf import flag_rules  # noqa: E402
+from metabert_tf.data import readers  # noqa: E402
 from metabert_tf.meta import engine, episodes, fomaml, leopard  # noqa: E402
 
 bench_common.define_flags("Multi-domain data (e.g. the Amazon reviews directory).")
@@ -41,8 +41,8 @@ FLAGS = flags.FLAGS
 
 def build_trainer(precision, examples, output_dir, algorithm=fomaml):
   """A MetaTrainer of the benchmark's configuration (also used by profile_meta_step.py)."""
-  run_utils.set_precision(precision)
-  run_utils.set_seed(0)
+  runtime.set_precision(precision)
+  runtime.set_seed(0)
   backbone = backbones.load_backbone(FLAGS.bert_model)
   labels = sorted({e.label for e in examples})
   domains = sorted({e.domain for e in examples})

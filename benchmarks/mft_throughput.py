@@ -26,7 +26,7 @@ from official.nlp import optimization  # noqa: E402
 import bench_common  # noqa: E402
 from metabert_tf import backbones, classifier, datasets, mft  # noqa: E402
 from metabert_tf import flag_rules  # noqa: E402
-from metabert_tf import objectives, records, run_utils, training  # noqa: E402
+from metabert_tf import objectives, records, runtime, training  # noqa: E402
 
 bench_common.define_flags("Multi-domain labeled texts (any reader format with domains).")
 flags.DEFINE_integer("batch_size", 32, "Training batch size (MFT's).")
@@ -56,7 +56,7 @@ def _inference_rate(model, batches, forward):
 
 
 def measure(precision, features, num_domains):
-  run_utils.set_precision(precision)
+  runtime.set_precision(precision)
   tf.random.set_seed(0)
   backbone = backbones.load_backbone(FLAGS.bert_model)
   model = classifier.Classifier(backbone.encoder, 2, pooling=backbone.pooling).build_all()

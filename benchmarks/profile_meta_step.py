@@ -23,9 +23,9 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
 import meta_train_throughput  # noqa: E402  (defines the benchmark's flags)
-from data_prep import readers  # noqa: E402
 from metabert_tf import flag_rules  # noqa: E402
 from metabert_tf import io_utils  # noqa: E402
+from metabert_tf.data import readers  # noqa: E402
 
 flags.DEFINE_integer("profile_steps", 2, "Meta-steps to profile (after 2 warm-up steps).")
 flags.DEFINE_string("trace_dir", None, "Where the trace goes (default: a temporary directory).")

@@ -18,11 +18,11 @@ import sys
 from absl import app
 from absl import flags
 
-from data_prep import readers
-from data_prep.examples import DataError
+from metabert_tf import cli
 from metabert_tf import flag_rules
 from metabert_tf import io_utils
-from metabert_tf import run_utils
+from metabert_tf.data import readers
+from metabert_tf.errors import DataError
 
 # Paper sizes: domain (folder name) -> (train, dev, test).
 PAPER_SIZES = {"books": (1763, 120, 117), "dvd": (1752, 120, 128),
@@ -81,7 +81,7 @@ def _write_jsonl(path, examples):
 
 
 def main(_):
-  with run_utils.user_errors_exit():
+  with cli.user_errors_exit():
     counts = write_splits(FLAGS.data, FLAGS.output_dir, FLAGS.seed)
     print(f"wrote {len(counts)} split files to {FLAGS.output_dir}", file=sys.stderr)
 

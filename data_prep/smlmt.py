@@ -60,13 +60,13 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from data_prep import readers
-from data_prep.examples import DataError
 from metabert_tf import backbones
+from metabert_tf import cli
 from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import records
-from metabert_tf import run_utils
+from metabert_tf.data import readers
+from metabert_tf.errors import DataError
 
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below
@@ -353,7 +353,7 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-  with run_utils.user_errors_exit():
+  with cli.user_errors_exit():
     io_utils.check_writable(FLAGS.output_dir, "--output_dir", directory=True)
     source = backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case)
     num_classes = sorted({int(n) for n in FLAGS.num_classes})
@@ -363,7 +363,7 @@ def main(_):
     for meta in metas:
       print(f"N={meta['num_classes']}: {meta['num_tasks']} tasks of {meta['task_size']} records "
             f"from {meta['corpus']['candidates']} candidate words", file=sys.stderr)
-      run_utils.print_result(meta["path"])
+      cli.print_result(meta["path"])
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ import sys
 from absl import app
 from absl import flags
 
-from data_prep import readers
 from metabert_tf import backbones
+from metabert_tf import cli
 from metabert_tf import datasets
 from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import records
-from metabert_tf import run_utils
+from metabert_tf.data import readers
 
 flags.DEFINE_string("input", None, "Labeled data in any reader format; CSV/TSV/JSON columns as "
                     f"{readers.SPEC_HELP}.")
@@ -45,7 +45,7 @@ def write_tf_record(input_path, output_path, source, max_seq_length, label_list=
 
 
 def main(_):
-  with run_utils.user_errors_exit():
+  with cli.user_errors_exit():
     io_utils.check_writable(FLAGS.output, "--output")  # before the model and data are read
     source = backbones.describe_backbone(FLAGS.bert_model, FLAGS.do_lower_case)
     meta = write_tf_record(FLAGS.input, FLAGS.output, source, FLAGS.max_seq_length,

@@ -11,6 +11,8 @@ import os
 
 import tensorflow as tf
 
+from metabert_tf.errors import ConfigError  # noqa: F401  (raised here; importable from here)
+
 
 def _gelu(approximate):
   def gelu(x):
@@ -25,10 +27,6 @@ _ACTIVATIONS = {
     "gelu_tanh": _gelu(approximate=True),
     "relu": tf.nn.relu,
 }
-
-
-class ConfigError(ValueError):
-  pass
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 import tensorflow as tf
 
 from metabert_tf import io_utils
-from metabert_tf.bert_config import ConfigError
+from metabert_tf.errors import ConfigError
 
 _METADATA_KEY = "metadata/.ATTRIBUTES/VARIABLE_VALUE"
 FORMAT = "metabert-tf/1"

@@ -4,10 +4,10 @@ import os
 from absl import logging
 import tensorflow as tf
 
-from data_prep import readers
-from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import records
+from metabert_tf.data import readers
+from metabert_tf.errors import DataError
 
 TF_RECORD_SUFFIXES = (".tf_record", ".tfrecord")
 

@@ -33,7 +33,7 @@ def predict_logits(model, features, batch_size=64, progress=True, desc="eval", f
   return logits
 
 
-def classification_metrics(labels, predictions, num_labels=None):
+def classification_metrics(labels, predictions):
   labels = np.asarray(labels)
   predictions = np.asarray(predictions)
   f1s = []
@@ -45,7 +45,6 @@ def classification_metrics(labels, predictions, num_labels=None):
     fp = np.sum((predictions == c) & (labels != c))
     fn = np.sum((predictions != c) & (labels == c))
     f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-  del num_labels  # labels absent from both truth and predictions do not count (sklearn's rule)
   return {"accuracy": float(np.mean(labels == predictions)), "macro_f1": float(np.mean(f1s)),
           "num_examples": int(len(labels))}
 
@@ -59,9 +58,9 @@ def mean_std_summary(accuracies):
           for row, by_col in accuracies.items()}
 
 
-def evaluate(model, features, num_labels, batch_size=64, progress=True, forward=None):
+def evaluate(model, features, batch_size=64, progress=True, forward=None):
   logits = predict_logits(model, features, batch_size, progress, forward=forward)
-  return classification_metrics(features["label_ids"], logits.argmax(-1), num_labels)
+  return classification_metrics(features["label_ids"], logits.argmax(-1))
 
 
 def paired_gains(accuracies, baseline):
@@ -81,9 +80,12 @@ def _cell(stats, paired):
   return f"{100 * stats['mean']:+.1f} +- {100 * stats['std']:.1f} ({wins}/{stats['n']} > 0)"
 
 
-def markdown_table(summary, settings, first="method"):
-  """Accuracy rows as mean +- std; paired-gain rows also say in how many runs the gain is > 0."""
-  head = f"| {first} | " + " | ".join(settings) + " |\n|---|" + "---|" * len(settings) + "\n"
+def markdown_table(summary, settings, first="method", column_names=None):
+  """Accuracy rows as mean +- std; paired-gain rows also say in how many runs the gain is > 0.
+  `first`: the header of the row names (a row name with " | " spans that many columns)."""
+  names = column_names or settings
+  head = (f"| {first} | " + " | ".join(names) + " |\n|" + "---|" * (first.count(" | ") + 1)
+          + "---|" * len(settings) + "\n")
   rows = [f"| {method} | " + " | ".join(_cell(by_setting[s], " - " in method) for s in settings)
           + " |" for method, by_setting in summary.items()]
   return head + "\n".join(rows) + "\n"

@@ -13,7 +13,7 @@ import tempfile
 import tensorflow as tf
 
 from metabert_tf import io_utils
-from metabert_tf.bert_config import ConfigError
+from metabert_tf.errors import ConfigError
 
 
 class ExportModule(tf.Module):

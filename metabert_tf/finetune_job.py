@@ -12,7 +12,6 @@ from typing import List, Optional
 from absl import logging
 import tensorflow as tf
 
-from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import classifier
@@ -21,8 +20,9 @@ from metabert_tf import evaluation
 from metabert_tf import export
 from metabert_tf import io_utils
 from metabert_tf import leopard_finetune
-from metabert_tf import run_utils
+from metabert_tf import runtime
 from metabert_tf import training
+from metabert_tf.errors import DataError
 
 
 @dataclasses.dataclass
@@ -44,6 +44,9 @@ class FinetuneJob:
   # From a LEOPARD-family checkpoint: generated class rows and the learned rates (False: its
   # encoder with a new dense head and AdamW, plain fine-tuning).
   leopard_head: bool = True
+  # Zero-shot with no trained classifier scores a random head: refused, unless a protocol asks
+  # for that chance baseline on purpose (Meta-BERT's zero-shot row of plain BERT).
+  allow_random_head: bool = False
 
 
 def restores_head(backbone, label_list):
@@ -72,6 +75,8 @@ def check_zero_shot(job, backbone, label_list):
                     "from labeled examples, so it has none to evaluate zero-shot: fine-tune it "
                     "on a few labeled examples (--train_file or --task/--k)")
   if not (backbone.checkpoint_prefix and backbone.label_list):
+    if job.allow_random_head:
+      return
     raise DataError(job.bert_model, "zero-shot evaluation needs a trained classifier (a "
                     "checkpoint of run_finetune.py or run_meta_train.py); this model has none, "
                     "so its head would be random: fine-tune it first")
@@ -84,13 +89,13 @@ def check_zero_shot(job, backbone, label_list):
 def run_job(job: FinetuneJob, strategy=None):
   """Runs `job`; returns (and writes to output_dir/results.json) its results."""
   strategy = strategy or tf.distribute.get_strategy()
-  if run_utils.is_chief(strategy):  # what a killed run left half-written (ckpt/: see training)
+  if runtime.is_chief(strategy):  # what a killed run left half-written (ckpt/: see training)
     io_utils.remove_leftovers(job.output_dir)
     if job.export_dir:
       io_utils.remove_leftovers(os.path.dirname(os.path.abspath(job.export_dir)),
                                 names=[os.path.basename(os.path.abspath(job.export_dir))])
-  run_utils.set_seed(job.train.seed)
-  run_utils.set_precision(job.precision)
+  runtime.set_seed(job.train.seed)
+  runtime.set_precision(job.precision)
   for path in (job.train_path, job.eval_path):  # fail before the slow model load
     if path and not datasets.exists(path):
       raise DataError(path, "file not found")
@@ -135,7 +140,9 @@ def run_job(job: FinetuneJob, strategy=None):
   results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
              "train_file": job.train_path,
              "eval_file": job.eval_path, "precision": job.precision,
-             "train_config": dataclasses.asdict(job.train)}
+             "train_config": dataclasses.asdict(job.train),
+             "head": "random" if zero_shot and not restores_head(backbone, label_list)
+                     and not by_leopard else "trained"}
   if not zero_shot:
     train_features = datasets.load_features(job.train_path, input_encoder, label_list)
     datasets.require_two_labels(train_features["label_ids"], label_list, job.train_path)
@@ -154,7 +161,7 @@ def run_job(job: FinetuneJob, strategy=None):
     eval_features = datasets.load_features(job.eval_path, input_encoder, label_list,
                                            job.allow_unseen_eval_labels)
     start = time.time()
-    metrics = evaluation.evaluate(model, eval_features, len(label_list), job.eval_batch_size,
+    metrics = evaluation.evaluate(model, eval_features, job.eval_batch_size,
                                   job.train.progress)
     metrics["eval_seconds"] = time.time() - start
     metrics["eval_examples_per_second"] = metrics["num_examples"] / metrics["eval_seconds"]
@@ -162,9 +169,9 @@ def run_job(job: FinetuneJob, strategy=None):
     logging.info("Eval on %s: accuracy %.4f, macro-F1 %.4f (%d examples)", job.eval_path,
                  metrics["accuracy"], metrics["macro_f1"], metrics["num_examples"])
   if job.export_dir and not zero_shot:
-    with run_utils.chief_keeps(job.export_dir, strategy) as export_dir:
+    with runtime.chief_keeps(job.export_dir, strategy) as export_dir:
       export.export_saved_model(model, input_encoder, label_list, export_dir)
     results["export_dir"] = job.export_dir
-  if run_utils.is_chief(strategy):
+  if runtime.is_chief(strategy):
     io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
   return results

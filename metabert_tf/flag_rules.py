@@ -114,7 +114,7 @@ RULES = {
     # indices and "0 = off" counts
     **dict.fromkeys(["seed", "split", "save_every_steps", "num_test_task",
                      "inner_update_step_eval", "tasks_per_replica", "max_examples_per_source",
-                     "min_layer_with_grad", "shots", "bucket"], INDEX),
+                     "min_layer_with_grad", "shots", "bucket", "run_cell"], INDEX),
     # lists
     **dict.fromkeys(["ks"], Items(COUNT)),
     "seeds": Items(INDEX),

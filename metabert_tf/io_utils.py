@@ -8,7 +8,7 @@ import tempfile
 
 from absl import logging
 
-from data_prep.examples import DataError
+from metabert_tf.errors import DataError
 
 
 @contextlib.contextmanager

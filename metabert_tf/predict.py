@@ -21,23 +21,28 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops the SavedModel uses)
 from tqdm import tqdm
 
-from data_prep import readers
-from data_prep.examples import DataError, LabeledExample
+from metabert_tf import cli
 from metabert_tf import datasets
 from metabert_tf import flag_rules
 from metabert_tf import io_utils
-from metabert_tf import run_utils
+from metabert_tf.data import readers
+from metabert_tf.data.examples import LabeledExample
+from metabert_tf.errors import DataError
 
-flags.DEFINE_string("model_dir", None, "An exported SavedModel (run_finetune.py --export_dir).")
-flags.DEFINE_string("input", None, "Text file (one example per line), or any reader format as "
-                    f"{readers.SPEC_HELP} (labels, if any, are scored).")
-flags.DEFINE_string("output", None, "Where to write JSONL predictions.")
-flags.DEFINE_integer("batch_size", 64, "Examples per call.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.mark_flags_as_required(["model_dir", "input", "output"])
-flag_rules.register()  # every numeric and list flag's bounds
 FLAGS = flags.FLAGS
 TEXT_LINES = ("", ".txt")  # extensions read as one example per line
+
+
+def define_flags():
+  """The program's flags (defined when run, not at import: see tests/test_layering.py)."""
+  flags.DEFINE_string("model_dir", None, "An exported SavedModel (run_finetune.py --export_dir).")
+  flags.DEFINE_string("input", None, "Text file (one example per line), or any reader format as "
+                      f"{readers.SPEC_HELP} (labels, if any, are scored).")
+  flags.DEFINE_string("output", None, "Where to write JSONL predictions.")
+  flags.DEFINE_integer("batch_size", 64, "Examples per call.")
+  flags.DEFINE_bool("progress", True, "Show a progress bar.")
+  flags.mark_flags_as_required(["model_dir", "input", "output"])
+  flag_rules.register()  # every numeric and list flag's bounds
 
 
 def read_inputs(spec):
@@ -111,7 +116,7 @@ def predict(model_dir, rows, batch_size=64, progress=True):
 
 
 def main(_):
-  with run_utils.user_errors_exit():
+  with cli.user_errors_exit():
     io_utils.check_writable(FLAGS.output, "--output")  # before the model load and inference
     examples = read_inputs(FLAGS.input)
     if not os.path.exists(os.path.join(FLAGS.model_dir, "saved_model.pb")):
@@ -129,4 +134,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -16,8 +16,8 @@ from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 
-from data_prep.examples import DataError
 from metabert_tf import io_utils
+from metabert_tf.errors import DataError
 
 MODEL_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 _RECORD_NAMES = {"input_word_ids": "input_ids", "input_mask": "input_mask",
@@ -193,22 +193,6 @@ def load(path, max_seq_length, num_labels=None):
   return out, meta
 
 
-def tf_dataset(paths, max_seq_length, with_domains=False):
-  """Streams BERT-format tf_records as dicts keyed by model input names (int32).
-
-  For data too large to hold in memory; `load` reads and validates small files eagerly.
-  """
-  spec = feature_spec(max_seq_length, with_domains)
-  names = dict(_RECORD_NAMES, label_ids="label_ids", **({"domain_ids": "domain_ids"}
-                                                          if with_domains else {}))
-
-  def parse(raw):
-    example = tf.io.parse_single_example(raw, spec)
-    return {name: tf.cast(example[rec], tf.int32) for name, rec in names.items()}
-
-  return tf.data.TFRecordDataset(paths).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-
-
 def trim_to_longest(batch, bucket=32):
   """Cuts padding columns no row of the batch uses, to a multiple of `bucket` (few shapes,
   so tf.function traces at most max_seq_length/bucket times)."""
@@ -218,13 +202,11 @@ def trim_to_longest(batch, bucket=32):
   return {k: (v[:, :length] if k in MODEL_INPUTS else v) for k, v in batch.items()}
 
 
-def make_dataset(features, batch_size, shuffle=False, seed=0, repeat=False, bucket=32):
+def make_dataset(features, batch_size, shuffle=False, seed=0, bucket=32):
   """A tf.data pipeline over in-memory features; batches trimmed to their longest row."""
   ds = tf.data.Dataset.from_tensor_slices(features)
   if shuffle:
     ds = ds.shuffle(len(features["label_ids"]), seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    ds = ds.repeat()
   ds = ds.batch(batch_size)
   if bucket:
     ds = ds.map(lambda b: trim_to_longest(b, bucket))

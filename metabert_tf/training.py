@@ -22,7 +22,7 @@ from metabert_tf import checkpoints
 from metabert_tf import io_utils
 from metabert_tf import objectives
 from metabert_tf import records
-from metabert_tf import run_utils
+from metabert_tf import runtime
 
 
 # save_every_steps for short runs that only need the final model (the grid drivers' runs):
@@ -65,7 +65,7 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
                                             **extras)
   weights = checkpoints.model_checkpoint(model, metadata, step=step, **extras)
   ckpt_dir = os.path.join(output_dir, "ckpt")
-  if run_utils.is_chief(strategy):
+  if runtime.is_chief(strategy):
     io_utils.remove_leftovers(ckpt_dir)
   latest = tf.train.latest_checkpoint(ckpt_dir)  # every worker resumes from the chief's
   if latest:
@@ -76,11 +76,11 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
     logging.info("Resumed from %s at step %d", latest, int(step.numpy()))
   train_step = _make_train_step(strategy, model, optimizer, objective, variables)
   writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
-            if run_utils.is_chief(strategy) else tf.summary.create_noop_writer())
+            if runtime.is_chief(strategy) else tf.summary.create_noop_writer())
   save_every = config.save_every_steps or steps_per_epoch
   start = time.time()
   examples_seen = 0
-  with run_utils.chief_keeps(ckpt_dir, strategy) as save_dir, writer.as_default(), tqdm(
+  with runtime.chief_keeps(ckpt_dir, strategy) as save_dir, writer.as_default(), tqdm(
       total=total_steps, initial=int(step.numpy()), desc="fine-tune", unit="step",
       disable=not config.progress) as bar:
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=2,

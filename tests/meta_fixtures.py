@@ -6,7 +6,7 @@ import tensorflow as tf
 from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import records
-from metabert_tf import run_utils
+from metabert_tf import runtime
 from metabert_tf.meta import base
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
@@ -23,7 +23,7 @@ def toy_features(backbone, seq_len=16):
 
 def make_trainer(model_dir, output_dir, algorithm, strategy=None, labels=LABELS, features=None,
                  test_exclude=None, **overrides):
-  run_utils.set_seed(0)  # the classifier head's initialisation, as run_meta_train.py does
+  runtime.set_seed(0)  # the classifier head's initialisation, as run_meta_train.py does
   strategy = strategy or tf.distribute.get_strategy()
   with strategy.scope():  # meta weights are created under the strategy, as in run_meta_train.py
     backbone = backbones.load_backbone(model_dir, dropout=False)

@@ -10,8 +10,8 @@ from absl import flags
 from tests.conftest import REPO_DIR
 
 ALL = [
-    "run_finetune.py", "run_meta_train.py", "metabert_tf/predict.py", "metabert_tf/harness.py",
-    "metabert_tf/meta/experiment.py", "metabert_tf/mft_experiment.py",
+    "run_finetune.py", "run_meta_train.py", "metabert_tf/predict.py",
+    "metabert_tf/experiments/__main__.py",
     "data_prep/write_tf_record.py", "data_prep/kshot.py", "data_prep/smlmt.py",
     "data_prep/mft_splits.py", "data_prep/download.py",
     "benchmarks/finetune_throughput.py", "benchmarks/meta_train_throughput.py",

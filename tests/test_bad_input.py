@@ -9,15 +9,15 @@ import sys
 
 import pytest
 
-from data_prep import kshot
-from data_prep import readers
-from data_prep.examples import DataError
-from data_prep.examples import LabeledExample
 from metabert_tf import datasets
 from metabert_tf import leopard_finetune
 from metabert_tf import predict
 from metabert_tf import records
 from metabert_tf import tokenization
+from metabert_tf.data import kshot
+from metabert_tf.data import readers
+from metabert_tf.data.examples import LabeledExample
+from metabert_tf.errors import DataError
 from metabert_tf.meta import job as meta_job
 from tests import tiny_models
 from tests.conftest import REPO_DIR

@@ -139,7 +139,7 @@ def test_predict_refusals_come_before_the_model(tmp_path):
   for args, expected in [
       ([f"--input={latin1}"], f"error: {latin1}: not UTF-8 text (byte 3"),
       ([f"--input={record}"], "tf_records hold encoded ids, not text"),
-      ([f"--input={ok}", "--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
+      ([f"--input={ok}", "--batch_size=0"], "--batch_size must be >= 1, got 0"),
       ([f"--input={ok}", f"--output={tmp_path}"], "--output is a directory; expected a file"),
       ([f"--input={ok}", f"--output={tmp_path}/a_file/p.jsonl"], "is not a directory"),
       ([f"--input={ok}", "--output=/proc/no_such_dir/p.jsonl"], "--output cannot be written"),

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from absl import flags
 
-from data_prep.examples import DataError
+from metabert_tf import cli
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
-from metabert_tf import run_utils
 from metabert_tf import training
+from metabert_tf.errors import DataError
 from tests.conftest import REPO_DIR
 
 
@@ -64,15 +64,16 @@ def test_metrics_leave_unseen_labels_out_of_macro_f1():
   assert metrics["macro_f1"] == pytest.approx(2 / 3)  # classes 0 and 1: F1 2/3 each, no class -1
 
 
-@pytest.mark.parametrize("tool", ["run_finetune.py", "run_meta_train.py",
-                                  "data_prep/write_tf_record.py", "metabert_tf/harness.py",
-                                  "metabert_tf/meta/experiment.py"])
-def test_every_cli_refuses_too_short_sequences(tmp_path, tool):
-  module = ["-m", tool[:-3].replace("/", ".")] if "/" in tool else [tool]
-  proc = _run(*module, "--max_seq_length=7", f"--output_dir={tmp_path}/o", "--data=x",
-              "--input=x", "--output=x", "--data_dir=x", "--train_file=x")
-  line = _one_error_line(proc)
-  assert "--max_seq_length" in line and ">= 8" in line, line
+@pytest.mark.parametrize("tool, args", [
+    ("run_finetune.py", ["--train_file=x"]), ("run_meta_train.py", ["--data=x"]),
+    ("data_prep/write_tf_record.py", ["--input=x", "--output=x"]),
+    ("metabert_tf/harness.py", ["--data_dir=x"]), ("metabert_tf/meta/experiment.py", ["--data=x"]),
+    ("metabert_tf/experiments/__main__.py", ["--protocol=mft", "--data_dir=x"])])
+def test_every_cli_refuses_too_short_sequences(tmp_path, tool, args):
+  module = ["-m", tool[:-3].replace("/", ".").replace(".__main__", "")] if "/" in tool else [tool]
+  output = [] if "--output=x" in args else [f"--output_dir={tmp_path}/o"]
+  line = _one_error_line(_run(*module, "--max_seq_length=7", *output, *args))
+  assert "--max_seq_length must be >= 8, got 7" in line, line
   assert not (tmp_path / "o").exists()
 
 
@@ -102,20 +103,22 @@ def test_output_paths_checked_before_any_work(tmp_path, tiny_google_dir, toy_tas
 
 
 def test_a_failure_after_the_start_is_written_to_log_txt(tmp_path, tiny_google_dir):
-  data = tmp_path / "no_domains.jsonl"
-  _write_jsonl(data, [("good movie", "pos"), ("bad book", "neg")] * 4)
-  out = tmp_path / "meta"
-  line = _one_error_line(_run("run_meta_train.py", f"--data={data}", f"--output_dir={out}",
-                              f"--bert_model={tiny_google_dir}", "--max_seq_length=16"))
-  assert "no domain" in line
+  train = _write_jsonl(tmp_path / "train.jsonl", [("good movie", "pos"), ("bad book", "neg")] * 4)
+  # An eval label the head lacks is found once the labels are chosen, after the start.
+  evals = _write_jsonl(tmp_path / "eval.jsonl", [("a movie", "neutral")])
+  out = tmp_path / "ft"
+  line = _one_error_line(_run("run_finetune.py", f"--train_file={train}", f"--eval_file={evals}",
+                              f"--output_dir={out}", f"--bert_model={tiny_google_dir}",
+                              "--max_seq_length=16"))
+  assert "labels ['neutral'] are not among the classes" in line
   log = (out / "log.txt").read_text()
   assert line in log and "ERROR" in log
 
 
 def test_stdout_carries_results_only(capfd):
-  with run_utils.user_errors_exit():
+  with cli.user_errors_exit():
     print("WARNING: some library chatter")
-    run_utils.print_result('{"accuracy": 1.0}')
+    cli.print_result('{"accuracy": 1.0}')
   out, err = capfd.readouterr()
   assert out == '{"accuracy": 1.0}\n' and "library chatter" in err
 
@@ -126,9 +129,9 @@ def test_a_flag_added_since_a_run_resumes_it_only_at_its_default(tmp_path):
   flags.DEFINE_bool("new_option", False, "", flag_values=values, module_name=sys.argv[0])
   values(["prog"])
   (tmp_path / "hyparams.txt").write_text("--steps=3\n")  # written before --new_option existed
-  run_utils.write_hyparams(str(tmp_path), resuming=True, flag_values=values)
+  cli.write_hyparams(str(tmp_path), resuming=True, flag_values=values)
   assert "--new_option=False" in (tmp_path / "hyparams.txt").read_text()
   (tmp_path / "hyparams.txt").write_text("--steps=3\n")
   values.new_option = True  # computes something else than the run on disk
   with pytest.raises(flags.ValidationError, match="other settings .new_option"):
-    run_utils.write_hyparams(str(tmp_path), resuming=True, flag_values=values)
+    cli.write_hyparams(str(tmp_path), resuming=True, flag_values=values)

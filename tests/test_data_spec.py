@@ -4,9 +4,9 @@ import collections
 
 import pytest
 
-from data_prep import readers
-from data_prep.examples import DataError, LabeledExample
 from metabert_tf import datasets
+from metabert_tf.data import readers
+from metabert_tf.data.examples import LabeledExample
 from tests.test_readers import _raises, _write
 
 # (file under meta_train/, spec options, examples, label counts) per README.txt of the data.

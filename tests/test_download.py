@@ -15,7 +15,7 @@ import zipfile
 import pytest
 
 from data_prep import download
-from data_prep import readers
+from metabert_tf.data import readers
 
 REPO_DIR = pathlib.Path(__file__).resolve().parent.parent
 REVIEW = "<reviews>\n<review>\n<title>t</title>\n<review_text>\n{}\n</review_text>\n</review>\n"

@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
-from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import finetune_job
 from metabert_tf import predict
 from metabert_tf import training
+from metabert_tf.errors import DataError
 from tests import killable
 
 

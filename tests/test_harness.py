@@ -70,7 +70,7 @@ def test_harness_names_a_missing_split_file_before_running_anything(tmp_path, ti
 
 def test_per_k_config_gives_epochs_and_batch_per_class(tmp_path):
   import pytest  # pylint: disable=import-outside-toplevel
-  from data_prep.examples import DataError  # pylint: disable=import-outside-toplevel
+  from metabert_tf.errors import DataError  # pylint: disable=import-outside-toplevel
   from metabert_tf import leopard_finetune as harness  # pylint: disable=import-outside-toplevel
   shipped = os.path.join(REPO_DIR, "configs", "leopard_per_k.json")
   assert harness.read_per_k_config(shipped, "leopard", [4, 8, 16, 32])["4"] == [150, 2]
@@ -83,7 +83,7 @@ def test_per_k_config_gives_epochs_and_batch_per_class(tmp_path):
 
 
 def test_per_k_settings_are_multiples_of_the_task_classes():
-  from data_prep.examples import LabeledExample  # pylint: disable=import-outside-toplevel
+  from metabert_tf.data.examples import LabeledExample  # pylint: disable=import-outside-toplevel
   from metabert_tf import leopard_finetune  # pylint: disable=import-outside-toplevel
   examples = [LabeledExample("a", label) for label in ("x", "y", "z", "x")]
   assert leopard_finetune.epochs_and_batch([150, 2], examples) == (450, 6)

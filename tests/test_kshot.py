@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from data_prep import kshot
-from data_prep import readers
-from data_prep.examples import DataError, LabeledExample
+from metabert_tf.data import kshot
+from metabert_tf.data import readers
+from metabert_tf.data.examples import LabeledExample
+from metabert_tf.errors import DataError
 
 REPO_DIR = pathlib.Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import records
+from metabert_tf.errors import DataError
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
 from metabert_tf.meta import job as meta_job

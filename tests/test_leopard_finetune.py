@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import datasets
 from metabert_tf import finetune_job
@@ -12,6 +11,7 @@ from metabert_tf import leopard_finetune
 from metabert_tf import predict
 from metabert_tf import records
 from metabert_tf import training
+from metabert_tf.errors import DataError
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
 from metabert_tf.meta import job as meta_job

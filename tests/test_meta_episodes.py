@@ -4,7 +4,7 @@ import collections
 import numpy as np
 import pytest
 
-from data_prep.examples import DataError
+from metabert_tf.errors import DataError
 from metabert_tf.meta import episodes
 
 

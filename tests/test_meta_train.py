@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep.examples import DataError
 from metabert_tf import finetune_job
 from metabert_tf import predict
 from metabert_tf import training
+from metabert_tf.errors import DataError
 from metabert_tf.meta import fomaml
 from metabert_tf.meta import job as meta_job
 from metabert_tf.meta import leopard

@@ -15,7 +15,7 @@ from metabert_tf import mft
 from metabert_tf import multidomain_job
 from metabert_tf import objectives
 from metabert_tf import training
-from metabert_tf.bert_config import ConfigError
+from metabert_tf.errors import ConfigError
 from tests import killable
 from tests import meta_fixtures
 from tests import tiny_models

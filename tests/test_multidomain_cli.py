@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import datasets
+from metabert_tf.errors import DataError
 from tests import tiny_models
 from tests.conftest import REPO_DIR
 

@@ -5,8 +5,9 @@ import json
 import pytest
 import tensorflow as tf
 
-from data_prep import readers
-from data_prep.examples import DataError, LabeledExample
+from metabert_tf.data import readers
+from metabert_tf.data.examples import LabeledExample
+from metabert_tf.errors import DataError
 
 
 def _leopard(shared_dir, task, name):
@@ -85,6 +86,9 @@ def test_leopard_tf_record_with_label_map(shared_dir):
   assert first.text_a is None and first.is_encoded and first.domain == "rating_dvd"
   assert all(len(e.input_ids) == len(e.segment_ids) <= 128 for e in examples)
   assert all(e.input_ids[-1] != 0 and set(e.segment_ids) == {0} for e in examples)
+  # The same through a data spec naming the label maps (the task comes from the file name).
+  spec = f"{path}:label_maps={leopard / 'label_maps.json'}"
+  assert [e.label for e in readers.read_examples(spec)] == [e.label for e in examples]
 
 
 def test_leopard_tf_record_without_label_map(shared_dir):
@@ -182,46 +186,6 @@ def test_delimited(tmp_path):
       LabeledExample('says "hi', "pos", domain="books"), LabeledExample("no", "neg", domain="dvd")]
   path = _write(tmp_path / "d.txt", "text|label\nx|1\n")
   assert readers.read_examples(path, delimiter="|") == [LabeledExample("x", "1")]
-
-
-def test_check_labels(tmp_path):
-  examples = [LabeledExample("a", "pos"), LabeledExample("b", "meh")]
-  readers.check_labels(examples[:1], ["pos", "neg"], "f.json")
-  _raises(["f.json", "example 1 (0-based)", "label 'meh'"], readers.check_labels, examples,
-          ["pos", "neg"], "f.json")
-
-
-@pytest.mark.parametrize("name, content, where, what", [
-    ("bad.json", '[{"sentence1": "a", "label": "x"},\n {"sentence1": }]', "",
-     "malformed JSON at line 2:16"),
-    ("bad.json", '[{"sentence1": "a", "label": "x"}, {"sentence1": "b"}]', "record 1 (0-based)",
-     "missing field 'label'"),
-    ("bad.json", '[{"text": "a", "label": "x"}, {"text": " ", "label": "y"}]', "record 1 (0-based)",
-     "empty text in field 'text'"),
-    ("bad.json", '[{"text": "a", "label": "x"}, ["b", "y"]]', "record 1 (0-based)",
-     "expected an object, got list"),
-    ("bad.json", '{"text": "a", "label": "x"}', "", "expected a JSON list of objects, got object"),
-    ("bad.json", '[{"text": "a", "label": 1.5}]', "record 0 (0-based)",
-     "field 'label' must be a string or integer, got number"),
-    ("bad.json", '[{"text": 3, "label": "1"}]', "record 0 (0-based)",
-     "field 'text' must be a string, got integer"),
-    ("bad.json", "[]", "", "no examples"),
-    ("bad.json", "  \n", "", "empty file"),
-    ("bad.jsonl", '{"text": "a", "label": "x"}\n\n{"text": "b", "label": "y"\n', "line 3",
-     "malformed JSON at column"),
-    ("bad.jsonl", '{"text": "a", "label": "x"}\n"just a string"\n', "line 2", "expected an object"),
-    ("bad.jsonl", '{"label": "x"}\n', "line 1", "missing field 'text' (or 'sentence1')"),
-    ("bad.csv", "text,label\na,x\n\"multi\nline\",y\nb\n", "line 5", "1 fields, the header has 2"),
-    ("bad.csv", "text,label\na,x\n,y\n", "line 3", "empty text in field 'text'"),
-    ("bad.csv", "txt,label\na,x\n", "", "no column for text ('text' or 'sentence1'): the header "
-     "has 0='txt' 1='label'"),
-    ("bad.tsv", "text\tlabel\n", "", "no examples"),
-    ("bad.xml", "<a/>", "", "unknown extension '.xml'"),
-])
-def test_read_examples_errors(tmp_path, name, content, where, what):
-  path = _write(tmp_path / name, content)
-  error = _raises([path, where, what], readers.read_examples, path)
-  assert error.path == str(path)
 
 
 def test_reader_specific_errors(tmp_path):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from data_prep import smlmt
-from data_prep.examples import DataError
 from metabert_tf import records
 from metabert_tf import tokenization
+from metabert_tf.errors import DataError
 from tests import tiny_models
 from tests.conftest import REPO_DIR
 

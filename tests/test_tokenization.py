@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_prep.examples import LabeledExample
 from metabert_tf import bert_config
 from metabert_tf import tokenization
+from metabert_tf.data.examples import LabeledExample
 from tests import tiny_models
 
 VOCAB = tiny_models.VOCAB

@@ -120,7 +120,7 @@ def write_toy_task(directory, n_per_label=12, seed=0):
 
 def toy_domain_examples(domains=("a", "b", "c"), per_domain=12, seed=0):
   """Labeled multi-domain toy examples (LabeledExample) using only tiny-vocab words."""
-  from data_prep.examples import LabeledExample
+  from metabert_tf.data.examples import LabeledExample
   rng = np.random.default_rng(seed)
   examples = []
   for domain in domains:

@@ -38,8 +38,8 @@ from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import io_utils
 from metabert_tf import records
-from metabert_tf import run_utils
-from metabert_tf.bert_config import ConfigError
+from metabert_tf import runtime
+from metabert_tf.errors import ConfigError
 from metabert_tf.meta import episodes as episodes_lib
 from metabert_tf.meta import learner as learner_lib
 
@@ -252,11 +252,11 @@ class MetaTrainer:
   # ---- checkpoints and the loop -----------------------------------------------------------
 
   def _is_chief(self):
-    return run_utils.is_chief(self.strategy)
+    return runtime.is_chief(self.strategy)
 
   def save(self, epoch, step):
     prefix = os.path.join(self.ckpt_dir, f"meta.epoch-{epoch}.step-{step}")
-    with run_utils.chief_keeps(prefix, self.strategy) as where:
+    with runtime.chief_keeps(prefix, self.strategy) as where:
       path = self.checkpoint.write(where)
     if not self._is_chief():
       return prefix

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from data_prep.examples import DataError
+from metabert_tf.errors import DataError
 
 
 @dataclasses.dataclass

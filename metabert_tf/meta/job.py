@@ -11,14 +11,14 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from data_prep import readers
-from data_prep.examples import DataError
 from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import datasets
 from metabert_tf import io_utils
 from metabert_tf import records
-from metabert_tf import run_utils
+from metabert_tf import runtime
+from metabert_tf.data import readers
+from metabert_tf.errors import DataError
 from metabert_tf.meta import engine
 from metabert_tf.meta import fomaml
 from metabert_tf.meta import leopard
@@ -229,8 +229,8 @@ def run_meta_job(job: MetaJob, strategy=None, inputs=None):
   if job.algorithm not in ALGORITHMS:
     raise ValueError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {job.algorithm!r}")
   strategy = strategy or tf.distribute.get_strategy()
-  run_utils.set_seed(job.meta.seed)
-  run_utils.set_precision(job.precision)
+  runtime.set_seed(job.meta.seed)
+  runtime.set_precision(job.precision)
   by_sources = job.algorithm in TASK_SOURCE_ALGORITHMS
   if by_sources and job.precision == "bf16":
     logging.warning("%s under bf16: an inner step moves a weight by ~train_lr x a clipped "
@@ -261,6 +261,6 @@ def run_meta_job(job: MetaJob, strategy=None, inputs=None):
              "train_domains": train_domains, "test_domains": list(job.test_domains),
              "meta_test_history": history,
              "checkpoint": os.path.abspath(tf.train.latest_checkpoint(trainer.ckpt_dir))}
-  if run_utils.is_chief(strategy):
+  if runtime.is_chief(strategy):
     io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
   return results

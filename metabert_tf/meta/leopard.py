@@ -51,7 +51,7 @@ import tf_keras
 from official.nlp import optimization
 
 from metabert_tf import classifier
-from metabert_tf.bert_config import ConfigError
+from metabert_tf.errors import ConfigError
 from metabert_tf.meta import base
 from metabert_tf.meta import learner as learner_lib
 

@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from data_prep.examples import DataError
+from metabert_tf.errors import DataError
 from metabert_tf.meta import episodes
 
 

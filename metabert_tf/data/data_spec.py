@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import re
 
-from data_prep.examples import DataError
+from metabert_tf.errors import DataError
 
 FIELD_KEYS = ("text", "text_b", "label", "domain")
-KEYS = FIELD_KEYS + ("header", "delimiter", "format")
+KEYS = FIELD_KEYS + ("header", "delimiter", "format", "label_maps")
 FORMATS = ("csv", "tsv", "json", "jsonl")
 DELIMITER_NAMES = {"tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 SPEC_HELP = "PATH[:text=COL,text_b=COL,label=COL,domain=COL,header=none,delimiter=D,format=F]"

@@ -17,10 +17,11 @@ import json
 import os
 import re
 
-from data_prep.data_spec import (  # noqa: F401 (re-exported for the CLIs)
+from metabert_tf.data.data_spec import (  # noqa: F401 (re-exported for the CLIs)
     FIELD_KEYS, SPEC_HELP, data_path, parse_data_spec, plain_path)
-from data_prep.examples import DataError, LabeledExample
-from data_prep.leopard_tf_record import read_leopard_tf_record, task_from_filename
+from metabert_tf.data.examples import LabeledExample
+from metabert_tf.data.leopard_tf_record import read_leopard_tf_record, task_from_filename
+from metabert_tf.errors import DataError
 
 # Field name candidates read_examples uses by default; the first one a record has wins.
 DEFAULT_FIELDS = {"text": ("text", "sentence1"), "label": ("label",),
@@ -100,7 +101,8 @@ def read_examples(spec, text_field=None, label_field=None, text_b_field=None, do
   `spec` is a path or `PATH:key=value,...` (data_spec.py); its options override the arguments.
   A directory -> Amazon reviews (`domains`); `.json` -> LEOPARD JSON when records have `sentence1`
   (domain from the file name), else Meta-BERT style; `.jsonl`; `.csv`/`.tsv` (or any file with
-  a delimiter); `.tf_record`/`.tfrecord` -> LEOPARD tf_record (`label_map`, `vocab_file`).
+  a delimiter); `.tf_record`/`.tfrecord` -> LEOPARD tf_record (`label_map`, or the spec's
+  `label_maps=label_maps.json`: the map of the file's task; `vocab_file`).
   Field/column names default to text (or sentence1), label, text_b (or sentence2), domain.
   With `require_label=False` (prediction) a missing label gives examples with label None.
   """
@@ -135,6 +137,8 @@ def read_examples(spec, text_field=None, label_field=None, text_b_field=None, do
     return _read_delimited(path, fields, delimiter or _DELIMITERS[ext],
                            options.get("header") != "none", required)
   if ext in (".tf_record", ".tfrecord"):
+    if "label_maps" in options:  # PATH.tf_record:label_maps=leopard/label_maps.json
+      label_map = load_leopard_label_map(options["label_maps"], task_from_filename(path))
     return read_leopard_tf_record(plain_path(spec), label_map, vocab_file)
   raise DataError(path, f"unknown extension '{ext}' (expected .json, .jsonl, .csv, .tsv, "
                   ".tf_record or a directory of <domain>/*.review; or give PATH:format=...)")
@@ -149,15 +153,6 @@ def load_leopard_label_map(label_maps_json, task):
     tasks = ", ".join(sorted(t for t in maps if not t.startswith("_")))
     raise DataError(label_maps_json, f"no label map for task '{task}' (tasks: {tasks})")
   return {str(label): int(i) for label, i in maps[task].items()}
-
-
-def check_labels(examples, label_list, path):
-  """Raises DataError naming the first example whose label is not in `label_list`."""
-  allowed = set(label_list)
-  for i, example in enumerate(examples):
-    if example.label not in allowed:
-      raise DataError(path, f"label '{example.label}' not in the label list {list(label_list)}",
-                      f"example {i} (0-based)")
 
 
 def _names(name):

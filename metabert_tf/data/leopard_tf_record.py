@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import re
 
-from data_prep.examples import DataError, LabeledExample
+from metabert_tf.data.examples import LabeledExample
+from metabert_tf.errors import DataError
 
 _SPLIT_STEM = re.compile(r"^(.+?)_(?:train_\d+_\d+|eval)$")
 _SEQUENCE_FEATURES = ("input_ids", "input_mask", "segment_ids")

@@ -1,21 +1,8 @@
-"""The one in-memory record every reader produces, and the error every reader raises."""
+"""The one in-memory record every reader produces."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Optional, Sequence
-
-
-class DataError(ValueError):
-  """Bad input data. The message names the file, the record/line and what was expected.
-
-  Entry points catch it and exit with status 1 after printing the one-line message.
-  """
-
-  def __init__(self, path, message, record=None):
-    where = str(path) if record is None else f"{path}:{record}"
-    super().__init__(f"{where}: {message}")
-    self.path = str(path)
-    self.record = record
 
 
 @dataclasses.dataclass(frozen=True)

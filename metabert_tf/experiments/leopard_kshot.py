@@ -1,0 +1,103 @@
+"""The LEOPARD few-shot protocol (Bansal et al. 2020): for every task, K and split F, fine-tune
+on <task>_train_<F>_<K>.json and score accuracy on <task>_eval.json; report mean +- std over
+the splits (the population std, as the LEOPARD papers do) per (task, K).
+
+One cell per (task, K), its splits inside; runs in output_dir/<task>_k<K>_s<F>.
+Writes output_dir/{summary.json, results.md, results.png}.
+"""
+import dataclasses
+import os
+from typing import List, Optional
+
+from metabert_tf import datasets
+from metabert_tf import evaluation
+from metabert_tf import finetune_job
+from metabert_tf import io_utils
+from metabert_tf import leopard_finetune
+from metabert_tf import runtime
+from metabert_tf.experiments import grid
+from metabert_tf.experiments import plots
+from metabert_tf.experiments import recipes
+from metabert_tf.experiments.grid import setting
+
+NAME = "leopard"
+FREE_FIELDS = ("tasks", "ks", "splits", "keep_checkpoints", "label")
+
+
+@dataclasses.dataclass
+class Config:
+  data_dir: Optional[str] = setting(None, "LEOPARD-layout directory "
+                                    "(<task>/<task>_train_F_K.json).")
+  output_dir: Optional[str] = setting(None, "Where the runs and the tables go.")
+  tasks: List[str] = setting(["sentiment_books", "scitail"], "Tasks to run.")
+  ks: List[int] = setting([4, 8, 16], "Examples per label.")
+  splits: int = setting(10, "Splits F = 0..splits-1.")
+  bert_model: str = setting("minilm-l6", "Backbone (see run_finetune.py --bert_model).")
+  steps: int = setting(50, "Training steps per run (epochs = ceil(steps / steps per epoch)).")
+  batch_size: int = setting(8, "Training batch size.")
+  learning_rate: float = setting(1e-4, "Peak AdamW learning rate.")
+  pooling: Optional[str] = setting(None, "Default: the backbone's.", ["pooler", "mean"])
+  max_seq_length: int = setting(128, "Sequence length.")
+  precision: str = setting("fp32", "Compute precision.", ["fp32", "bf16"])
+  seed: int = setting(0, "Training seed (the same for every split).")
+  keep_checkpoints: bool = setting(False, "Keep each run's ckpt/ (large).")
+  label: str = setting("fine-tuning", "Name of this method in the table.")
+  per_k_config: Optional[str] = setting(None, "JSON of {method: {K: [epochs per class, batch "
+                                        "per class]}} (configs/leopard_per_k.json): epochs and "
+                                        "batch size = those x N, instead of steps/batch_size.")
+  per_k_method: str = setting("leopard", "Which method's settings of per_k_config.")
+  leopard_head: bool = setting(True, "A LEOPARD-family bert_model gets its generated class rows "
+                               "and learned rates (false: plain fine-tuning of its encoder).")
+  process_per_cell: bool = setting(True, "Run each (task, K) in a child process.")
+
+
+def check(config):
+  """Every split file is there, and the per-K settings, before hours of runs."""
+  for task in config.tasks:
+    for k in config.ks:
+      for split in range(config.splits):
+        datasets.leopard_files(config.data_dir, task, k, split)
+  leopard_finetune.read_per_k_config(config.per_k_config, config.per_k_method, config.ks)
+
+
+def cells(config):
+  return [grid.Cell(f"{task}, K={k}", (task, k)) for task in config.tasks for k in config.ks]
+
+
+def _run_dir(config, task, k, split):
+  return os.path.join(config.output_dir, f"{task}_k{k}_s{split}")
+
+
+def run_cell(config, cell):
+  task, k = cell.key
+  recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, per_k=(
+      leopard_finetune.read_per_k_config(config.per_k_config, config.per_k_method, [k])))
+  for split in range(config.splits):
+    run_dir = _run_dir(config, task, k, split)
+    train, evals = datasets.leopard_files(config.data_dir, task, k, split)
+
+    def work(run_dir=run_dir, train=train, evals=evals):
+      runtime.prepare_output_dir(run_dir, overwrite=False)
+      finetune_job.run_job(finetune_job.FinetuneJob(
+          output_dir=run_dir, train_path=train, eval_path=evals, bert_model=config.bert_model,
+          max_seq_length=config.max_seq_length, precision=config.precision,
+          pooling=config.pooling, leopard_head=config.leopard_head,
+          train=recipe.config(datasets.read(train), config.seed, k)))
+    grid.reuse_or_run(run_dir, work)
+    grid.drop_checkpoints(run_dir, config.keep_checkpoints)
+
+
+def report(config, cells_run):
+  accuracies = {}
+  for cell in cells_run:
+    task, k = cell.key
+    accuracies.setdefault(task, {})[k] = [
+        grid.read_results(_run_dir(config, task, k, f))["accuracy"] for f in range(config.splits)]
+  summary = evaluation.mean_std_summary(accuracies)
+  io_utils.atomic_write_json(os.path.join(config.output_dir, "summary.json"), summary)
+  rows = {f"{task} | {config.label}": by_k for task, by_k in summary.items()}
+  table = evaluation.markdown_table(rows, [str(k) for k in config.ks], first="task | method",
+                                    column_names=[f"K={k}" for k in config.ks])
+  io_utils.atomic_write_text(os.path.join(config.output_dir, "results.md"), table)
+  plots.accuracy_by_k(summary, config.label, os.path.join(config.output_dir, "results.png"))
+  return table

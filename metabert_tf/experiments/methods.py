@@ -1,0 +1,60 @@
+"""The methods the protocols compare, as data: a name, its label in the tables, the stage that
+makes its starting model (none: the backbone itself), and how it is scored.
+
+A meta-learning stage names an algorithm of metabert_tf.meta.job.ALGORITHMS; a multi-domain
+stage a method of multidomain_job (mix, mtl, adv, mft) and, for MFT, its variant. A method is
+then fine-tuned with the protocol's recipe, unless `scored_by_stage` (its multi-domain model
+is scored as it is, per domain).
+"""
+import dataclasses
+from typing import Optional
+
+from metabert_tf.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  name: str
+  label: str
+  meta_algorithm: Optional[str] = None   # a meta-training stage (Meta-BERT's experiment)
+  multidomain: Optional[str] = None      # a multi-domain stage: mix, mtl, adv, mft
+  mft_variant: str = "full"
+  scored_by_stage: bool = False          # evaluated as the stage trained it, no fine-tuning
+
+  @property
+  def has_stage(self):
+    return bool(self.meta_algorithm or self.multidomain)
+
+
+def _registry(*methods):
+  return {m.name: m for m in methods}
+
+
+# Meta-BERT's leave-one-domain-out experiment (meta_bert.py).
+META_BERT = _registry(
+    Method("bert", "BERT"),
+    Method("fomaml", "FOMAML", meta_algorithm="fomaml"),
+    Method("reptile", "Reptile", meta_algorithm="reptile"),
+)
+
+# MFT's Table 3 and its few-shot table (mft_table.py).
+MFT = _registry(
+    Method("bert_s", "BERT (S)"),
+    Method("mix", "BERT (Mix)", multidomain="mix", scored_by_stage=True),
+    Method("mtl", "BERT (MTL)", multidomain="mtl", scored_by_stage=True),
+    Method("adv", "BERT (Adv)", multidomain="adv", scored_by_stage=True),
+    Method("mft_dc", "MFT (DC)", multidomain="mft", mft_variant="dc"),
+    Method("mft_tw", "MFT (TW)", multidomain="mft", mft_variant="tw"),
+    Method("mft_full", "MFT (Full)", multidomain="mft", mft_variant="full"),
+    Method("mix_s", "BERT (Mix) then S", multidomain="mix"),
+)
+MFT_FEW_SHOT = ("bert_s", "mft_full")
+
+
+def check(registry, names, field="methods"):
+  """The Method objects of `names`, or a ConfigError naming the unknown ones."""
+  unknown = [n for n in names if n not in registry]
+  if unknown:
+    raise ConfigError(f"must be among {', '.join(registry)}; got {', '.join(unknown)}",
+                      field=field)
+  return [registry[n] for n in names]
