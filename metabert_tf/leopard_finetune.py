@@ -96,19 +96,29 @@ def build(strategy, backbone, num_classes, pooling, dropout=True):
   if fine_tuned:
     return model, None, None
   rates = reader.get_tensor("inner_rates/rates/.ATTRIBUTES/VARIABLE_VALUE")
-  warp = bool(meta.get("warp_layers"))
+  config = meta_config(meta)
+  warp = config.warp_layers
   canonical = [learner_lib.canonical(v.name) for v in model.trainable_variables]
   groups = [leopard.rate_group(n) for n in canonical]
   names = leopard.ordered_groups(groups)
   if len(names) != len(rates):
     raise ConfigError(f"{prefix}: {len(rates)} learned rates, the model has {len(names)} groups")
-  variables = [v for v, n in zip(model.trainable_variables, canonical)
-               if not (warp and leopard.is_feed_forward(n))]
+  # The weights the inner loop adapted (the generator g too: in the clip's norm, at rate 0).
+  variables = [v for v, n, g in zip(model.trainable_variables, canonical, groups)
+               if g is None or leopard.adapts(n, g, config)]
   by_variable = {_key(v): float(rates[names.index(g)]) if leopard.moves(g, warp) else 0.0
                  for v, g in zip(model.trainable_variables, groups)}
   logging.info("Learned inner rates of %s (%s, warp layers %s): %s", prefix,
                meta.get("algorithm"), warp, ", ".join(f"{n} {r:.3g}" for n, r in zip(names, rates)))
   return model, by_variable, variables
+
+
+def meta_config(meta):
+  """The leopard.Config a checkpoint was meta-trained with (older checkpoints record only
+  warp_layers: the rest at its defaults)."""
+  if meta.get("algorithm_config"):
+    return leopard.Config(**meta["algorithm_config"])
+  return leopard.Config(warp_layers=bool(meta.get("warp_layers")))
 
 
 def optimizer(rates, total_steps, warmup_proportion=0.1):

@@ -21,7 +21,7 @@ from tests.test_harness import run_harness
 from tests.test_harness import write_leopard_task
 
 
-def _meta_train(out, model_dir, warp_layers=False):
+def _meta_train(out, model_dir, warp_layers=False, **config):
   data = tiny_models.write_domain_json(str(out / "toy.json"))
   job = meta_job.MetaJob(
       output_dir=str(out / "meta"), data=[data], algorithm="leopard", bert_model=model_dir,
@@ -31,7 +31,7 @@ def _meta_train(out, model_dir, warp_layers=False):
           num_test_task=0, outer_batch_size=2, inner_batch_size=2, inner_update_step=1,
           epochs=1, dropout=False, progress=False,
           algorithm=leopard.Config(label_emb_size=8, train_lr=0.02, learning_rate=1e-3,
-                                   warp_layers=warp_layers)))
+                                   warp_layers=warp_layers, **config)))
   return meta_job.run_meta_job(job)["checkpoint"]
 
 
@@ -151,3 +151,25 @@ def test_a_warp_layers_model_is_fine_tuned_with_them(tmp_path, tiny_google_dir):
     elif not feed_forward:
       assert rates[v.name.split(":")[0]] > 0.0
   assert any(leopard.is_feed_forward(v.name.split("/", 1)[1]) for v in model.trainable_variables)
+
+
+def test_fine_tuning_trains_exactly_the_weights_the_inner_loop_adapted(tmp_path, tiny_google_dir):
+  """Meta-trained with min_layer_with_grad=1 and no embedding adaptation, a checkpoint is
+  fine-tuned with the same groups: layer 0 and the embeddings stay as meta-trained."""
+  ckpt = _meta_train(tmp_path, tiny_google_dir, min_layer_with_grad=1,
+                     train_word_embeddings=False)
+  paths = tiny_models.write_toy_task(str(tmp_path / "task"), n_per_label=4)
+  results = finetune_job.run_job(finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "ft"), train_path=paths["train"], bert_model=ckpt,
+      max_seq_length=16, dropout=False, train=training.FinetuneConfig(
+          epochs=2, batch_size=4, warmup_proportion=0.0, progress=False)))
+  before, after = tf.train.load_checkpoint(ckpt), tf.train.load_checkpoint(results["checkpoint"])
+  moved = {}
+  for name in before.get_variable_to_shape_map():
+    if name.startswith("encoder/") and "OPTIMIZER" not in name:
+      moved[name] = not np.array_equal(before.get_tensor(name), after.get_tensor(name))
+  frozen = {n: m for n, m in moved.items() if "embedding" in n or "_transformer_layers/0/" in n}
+  adapted = {n: m for n, m in moved.items() if "_transformer_layers/1/" in n}
+  assert frozen and not any(frozen.values()), frozen
+  # Layer 1 trains (a weight may not move: the key biases have no gradient, tiny rates round).
+  assert adapted and sum(adapted.values()) > len(adapted) / 2, adapted

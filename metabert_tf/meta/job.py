@@ -249,7 +249,10 @@ def run_meta_job(job: MetaJob, strategy=None, inputs=None):
       None if by_sources else label_list, job.max_seq_length,
       pooling=pooling, stage="meta_train", algorithm=job.algorithm,
       train_domains=train_domains, test_domains=list(job.test_domains),
-      **({"warp_layers": bool(job.meta.algorithm.warp_layers)} if by_sources else {}))
+      **({"warp_layers": bool(job.meta.algorithm.warp_layers)} if by_sources else {}),
+      # What fine-tuning must know of the meta-learner (e.g. the layers it adapted).
+      **({"algorithm_config": dataclasses.asdict(job.meta.algorithm)}
+         if job.meta.algorithm is not None else {}))
   trainer = engine.MetaTrainer(strategy, ALGORITHMS[job.algorithm], backbone, label_list, pooling,
                                features, domain_list, train_domains, list(job.test_domains),
                                job.meta, job.output_dir, metadata, test_exclude=exclude,

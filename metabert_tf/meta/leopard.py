@@ -126,6 +126,18 @@ def is_feed_forward(name):
   return _FEED_FORWARD.match(name) is not None
 
 
+def adapts(name, group, config):
+  """Whether the inner loop differentiates (and clips) a weight of rate `group`: not, with
+  warp layers, the feed-forward blocks; not the embeddings without train_word_embeddings; not
+  the encoder layers below min_layer_with_grad. Fine-tuning trains the same weights."""
+  if config.warp_layers and is_feed_forward(name):
+    return False
+  if group == "embeddings":
+    return config.train_word_embeddings
+  layer = re.match(r"layer_(\d+)$", group)
+  return not layer or int(layer[1]) >= config.min_layer_with_grad
+
+
 class InnerRates(tf.Module):
   """One learned inner learning rate per group (`names`, in that order)."""
 
@@ -178,12 +190,7 @@ class Algorithm(base.Algorithm):
     return {"inner_rates": self.rates}
 
   def _adapts(self, name, group):
-    if self.config.warp_layers and is_feed_forward(name):
-      return False
-    if group == "embeddings":
-      return self.config.train_word_embeddings
-    layer = re.match(r"layer_(\d+)$", group)
-    return not layer or int(layer[1]) >= self.config.min_layer_with_grad
+    return adapts(name, group, self.config)
 
   def outer_optimizer(self, num_steps):
     schedule = warmup_linear_decay(self.config.learning_rate, num_steps,
