@@ -11,20 +11,20 @@ Re-running the same command resumes from the last checkpoint (--overwrite_output
 import json
 import os
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import app
+from absl import flags
 
-from metabert_tf import backbones  # noqa: E402
-from metabert_tf import cli  # noqa: E402
-from metabert_tf import datasets  # noqa: E402
-from metabert_tf import finetune_job  # noqa: E402
-from metabert_tf import flag_rules  # noqa: E402
-from metabert_tf import io_utils  # noqa: E402
-from metabert_tf import leopard_finetune  # noqa: E402
-from metabert_tf import runtime  # noqa: E402
-from metabert_tf import training  # noqa: E402
-from metabert_tf.data import readers  # noqa: E402
-from metabert_tf.errors import DataError  # noqa: E402
+from metabert_tf import backbones
+from metabert_tf import cli
+from metabert_tf import datasets
+from metabert_tf import finetune_job
+from metabert_tf import flag_rules
+from metabert_tf import io_utils
+from metabert_tf import runtime
+from metabert_tf import training
+from metabert_tf.data import readers
+from metabert_tf.errors import DataError
+from metabert_tf.experiments import recipes
 
 cli.define_common_flags()
 flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
@@ -107,9 +107,9 @@ def run():
     datasets.check_trainable(train_path)
   epochs, batch_size = FLAGS.epochs, FLAGS.batch_size
   if FLAGS.per_k_config and train_path:
-    per_class = leopard_finetune.read_per_k_config(
+    per_class = recipes.read_per_k_config(
         FLAGS.per_k_config, FLAGS.per_k_method, [FLAGS.k])[str(FLAGS.k)]
-    epochs, batch_size = leopard_finetune.epochs_and_batch(per_class, datasets.read(train_path))
+    epochs, batch_size = recipes.epochs_and_batch(per_class, datasets.read(train_path))
   # First: a multi-worker strategy must exist before TensorFlow runs any op.
   strategy = runtime.get_strategy(FLAGS.distribution_strategy, FLAGS.tpu)
   # The model and every output path are checked before output_dir is made.

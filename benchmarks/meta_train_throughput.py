@@ -55,9 +55,10 @@ def build_trainer(precision, examples, output_dir, algorithm=fomaml):
       inner_update_step=1, bucket=FLAGS.bucket or FLAGS.max_seq_length, progress=False)
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            labels, FLAGS.max_seq_length)
-  return engine.MetaTrainer(tf.distribute.get_strategy(), algorithm, backbone, labels,
-                            backbone.pooling, features, domains, domains, [], config, output_dir,
-                            metadata)
+  return engine.MetaTrainer(
+      tf.distribute.get_strategy(), algorithm.Algorithm(algorithm.Config()), config, backbone,
+      engine.MetaTasks(features, labels, domains, domains), output_dir, metadata,
+      pooling=backbone.pooling)
 
 
 def step_gflop(trainer, config, step, support_per_task):

@@ -19,10 +19,10 @@ from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import export
 from metabert_tf import io_utils
-from metabert_tf import leopard_finetune
 from metabert_tf import runtime
 from metabert_tf import training
 from metabert_tf.errors import DataError
+from metabert_tf.meta import algorithms
 
 
 @dataclasses.dataclass
@@ -70,7 +70,7 @@ def check_zero_shot(job, backbone, label_list):
   without one is refused, and so is a --label_list naming labels its head does not know (the
   ones it knows are mapped to the head's ids by name)."""
   meta = checkpoints.read_metadata(backbone.checkpoint_prefix) if backbone.checkpoint_prefix else {}
-  if meta.get("algorithm") in leopard_finetune.FAMILY and meta.get("stage") != "finetune":
+  if meta.get("algorithm") in algorithms.LEOPARD_FAMILY and meta.get("stage") != "finetune":
     raise DataError(job.bert_model, f"a {meta['algorithm']} checkpoint generates its classifier "
                     "from labeled examples, so it has none to evaluate zero-shot: fine-tune it "
                     "on a few labeled examples (--train_file or --task/--k)")
@@ -122,9 +122,13 @@ def run_job(job: FinetuneJob, strategy=None):
                            job.allow_unseen_eval_labels)
   pooling = job.pooling or backbone.pooling
   logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
-  by_leopard = job.leopard_head and leopard_finetune.is_leopard_checkpoint(backbone)
+  # The checkpoint's algorithm says how to fine-tune it (None: plain fine-tuning).
+  recipe = algorithms.finetune_recipe(
+      checkpoints.read_metadata(backbone.checkpoint_prefix) if backbone.checkpoint_prefix
+      else {}) if job.leopard_head else None
+  by_leopard = recipe is not None
   if by_leopard:  # generated class rows, learned per-layer rates
-    model, rates, variables = leopard_finetune.build(strategy, backbone, len(label_list),
+    model, rates, variables = recipe.build(strategy, backbone, len(label_list),
                                                      pooling, job.dropout)
   else:
     model = build_classifier(strategy, backbone, label_list, pooling, job.dropout)
@@ -133,7 +137,7 @@ def run_job(job: FinetuneJob, strategy=None):
     raise DataError(job.bert_model, "a model fine-tuned from a LEOPARD-family checkpoint has no "
                     "learned rates: fine-tune from the meta-trained checkpoint")
   # Outside the scope: a string variable cannot be mirrored (no string collectives).
-  head = {"head": leopard_finetune.HEAD} if by_leopard else {}
+  head = {"head": recipe.HEAD} if by_leopard else {}
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            label_list, job.max_seq_length, pooling=pooling,
                                            stage="finetune", **head)
@@ -149,10 +153,10 @@ def run_job(job: FinetuneJob, strategy=None):
     results["num_train_examples"] = int(len(train_features["label_ids"]))
     make_optimizer = None
     if by_leopard:
-      make_optimizer = lambda steps: leopard_finetune.optimizer(  # noqa: E731
+      make_optimizer = lambda steps: recipe.optimizer(  # noqa: E731
           rates, steps, job.train.warmup_proportion)
       if not tf.train.latest_checkpoint(os.path.join(job.output_dir, "ckpt")):  # not a resume
-        leopard_finetune.generate_class_rows(model, train_features, job.train.batch_size,
+        recipe.generate_class_rows(model, train_features, job.train.batch_size,
                                              job.train.seed)
     results.update(training.finetune(strategy, model, train_features, job.output_dir, job.train,
                                      metadata, make_optimizer=make_optimizer,

@@ -14,10 +14,8 @@
 * the class rows are generated with dropout on, as the original's first step.
 
 The original's per-K epochs and batch sizes (as multiples of N) are in
-configs/leopard_per_k.json; the harness applies them with --per_k_config.
+configs/leopard_per_k.json (experiments/recipes.py reads them; run_finetune.py --per_k_config).
 """
-import json
-import os
 import re
 
 from absl import logging
@@ -29,23 +27,10 @@ from metabert_tf import checkpoints
 from metabert_tf import classifier
 from metabert_tf import records
 from metabert_tf.errors import ConfigError
-from metabert_tf.errors import DataError
 from metabert_tf.meta import leopard
 from metabert_tf.meta import learner as learner_lib
 
-FAMILY = ("leopard", "smlmt", "hybrid_smlmt")
-
-
 HEAD = "generated_softmax"  # the `head` a fine-tuned model's checkpoint metadata records
-
-
-def is_leopard_checkpoint(backbone):
-  """Whether `backbone` is one of our checkpoints meta-trained by the LEOPARD family, or a model
-  fine-tuned from one."""
-  if not backbone.checkpoint_prefix:
-    return False
-  meta = checkpoints.read_metadata(backbone.checkpoint_prefix)
-  return meta.get("algorithm") in FAMILY or meta.get("head") == HEAD
 
 
 def _key(variable):
@@ -124,42 +109,6 @@ def meta_config(meta):
 def optimizer(rates, total_steps, warmup_proportion=0.1):
   # The schedule multiplies each variable's learned rate: it peaks at 1.
   return LearnedRateSGD(rates, leopard.warmup_linear_decay(1.0, total_steps, warmup_proportion))
-
-
-def read_per_k_config(path, method, ks):
-  """{K: [epochs per class, batch per class]} of `method` in the JSON at `path` (None: none)."""
-  if not path:
-    return None
-  if not os.path.isfile(path):
-    raise DataError(path, "file not found (--per_k_config)")
-  with open(path, encoding="utf-8") as f:
-    try:
-      config = json.load(f)
-    except json.JSONDecodeError as e:
-      raise DataError(path, f"malformed JSON at line {e.lineno}, column {e.colno}: "
-                      f"{e.msg}") from None
-  if not isinstance(config, dict):
-    raise DataError(path, "expected a JSON object {method: {K: [epochs, batch] per class}}")
-  if method not in config:
-    raise DataError(path, f"no settings for --per_k_method {method!r} (have "
-                    f"{sorted(k for k in config if not k.startswith('_'))})")
-  missing = [k for k in ks if str(k) not in config[method]]
-  if missing:
-    raise DataError(path, f"{method} has no settings for K = {missing}")
-  for k in ks:
-    entry = config[method][str(k)]
-    if not (isinstance(entry, list) and len(entry) == 2
-            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in entry)):
-      raise DataError(path, f"{method}.{k} must be [epochs, batch size] per class, two integers "
-                      f">= 1, got {entry!r}")
-  return config[method]
-
-
-def epochs_and_batch(per_class, examples):
-  """(epochs, batch size): a per-K config entry [epochs, batch per class] times the N classes
-  of the training `examples`."""
-  classes = len({e.label for e in examples})
-  return per_class[0] * classes, per_class[1] * classes
 
 
 def generate_class_rows(model, features, batch_size, seed):

@@ -7,7 +7,7 @@ from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import records
 from metabert_tf import runtime
-from metabert_tf.meta import base
+from metabert_tf.meta import algorithms
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
 from tests import tiny_models
@@ -35,13 +35,14 @@ def make_trainer(model_dir, output_dir, algorithm, strategy=None, labels=LABELS,
   own = {f.name for f in dataclasses.fields(algorithm.Config)}
   for key, value in overrides.items():
     (settings if key in own else fields)[key] = value
-  config = engine.MetaConfig(**fields, algorithm=base.make_config(algorithm, **settings))
+  config = engine.MetaConfig(**fields, algorithm=algorithms.config_from(algorithm.Config, **settings))
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            labels, 16, pooling="pooler")
   features = toy_features(backbone) if features is None else features
-  return engine.MetaTrainer(strategy, algorithm, backbone, labels, "pooler", features, DOMAINS,
-                            ["a", "b"], ["c"], config, str(output_dir), metadata,
-                            test_exclude=test_exclude)
+  return engine.MetaTrainer(
+      strategy, algorithm.Algorithm(config.algorithm), config, backbone,
+      engine.MetaTasks(features, labels, DOMAINS, ["a", "b"], ["c"], test_exclude=test_exclude),
+      str(output_dir), metadata, pooling="pooler")
 
 
 def meta_values(trainer):

@@ -10,7 +10,7 @@ from absl import flags
 from tests.conftest import REPO_DIR
 
 ALL = [
-    "run_finetune.py", "run_meta_train.py", "metabert_tf/predict.py",
+    "run_finetune.py", "run_meta_train.py", "run_multidomain.py", "metabert_tf/predict.py",
     "metabert_tf/experiments/__main__.py",
     "data_prep/write_tf_record.py", "data_prep/kshot.py", "data_prep/smlmt.py",
     "data_prep/mft_splits.py", "data_prep/download.py",

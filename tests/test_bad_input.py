@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from metabert_tf import datasets
-from metabert_tf import leopard_finetune
 from metabert_tf import predict
 from metabert_tf import records
 from metabert_tf import tokenization
@@ -18,7 +17,8 @@ from metabert_tf.data import kshot
 from metabert_tf.data import readers
 from metabert_tf.data.examples import LabeledExample
 from metabert_tf.errors import DataError
-from metabert_tf.meta import job as meta_job
+from metabert_tf.experiments import recipes
+from metabert_tf.meta import sources
 from tests import tiny_models
 from tests.conftest import REPO_DIR
 from tests.test_cli_reliability import _one_error_line
@@ -53,19 +53,24 @@ def test_training_data_of_one_label_is_refused_before_anything_is_written(tmp_pa
   assert not (tmp_path / "k").exists()
   # a LEOPARD task source of one class
   with pytest.raises(DataError, match=r"source '[^']*one' has 1 label \(pos\); a task source needs"):
-    meta_job.load_task_sources([train], _encoder())
+    sources.load_task_sources([train], _encoder())
 
 
 def test_flags_the_chosen_algorithm_does_not_read_are_an_error(tmp_path):
-  for argv, message in [
-      (["--algorithm=fomaml", "--eval_data=x.jsonl"],
-       "--eval_data is not read by --algorithm=fomaml (only by adv, mft, mix, mtl); drop it"),
-      (["--algorithm=leopard", "--inner_update_lr=1e-3"],
+  for program, argv, message in [
+      ("run_meta_train.py", ["--algorithm=fomaml", "--train_lr=1e-3"],
+       "--train_lr is not read by --algorithm=fomaml (only by hybrid_smlmt, leopard, smlmt); "
+       "drop it"),
+      ("run_meta_train.py", ["--algorithm=leopard", "--inner_update_lr=1e-3"],
        "--inner_update_lr is not read by --algorithm=leopard (only by fomaml, reptile)"),
-      (["--algorithm=mft", "--test_domains=books"], "--test_domains is not read by --algorithm=mft"),
+      ("run_multidomain.py", ["--algorithm=mix", "--mft_lambda=0.5"],
+       "--mft_lambda is not read by --algorithm=mix (only by mft)"),
+      # MFT's flags belong to run_multidomain.py: run_meta_train.py does not have them.
+      ("run_meta_train.py", ["--algorithm=fomaml", "--eval_data=x.jsonl"],
+       "Unknown command line flag 'eval_data'"),
   ]:
-    line = _one_error_line(_run("run_meta_train.py", "--data=x.jsonl",
-                                f"--output_dir={tmp_path / 'o'}", *argv))
+    line = _one_error_line(_run(program, "--data=x.jsonl", f"--output_dir={tmp_path / 'o'}",
+                                *argv))
     assert message in line, line
   line = _one_error_line(_run("run_finetune.py", "--train_file=x.jsonl", "--split=3",
                               f"--output_dir={tmp_path / 'o'}"))
@@ -143,10 +148,10 @@ def test_malformed_per_k_config_names_the_line_and_column(tmp_path):
   path = tmp_path / "per_k.json"
   path.write_text('{"leopard": {"4": [150, 2],\n  "16": [200 4]}}')
   with pytest.raises(DataError, match=r"per_k.json: malformed JSON at line 2, column 14"):
-    leopard_finetune.read_per_k_config(str(path), "leopard", [4])
+    recipes.read_per_k_config(str(path), "leopard", [4])
   path.write_text('{"leopard": {"4": [150, 0]}}')
   with pytest.raises(DataError, match=r"leopard.4 must be \[epochs, batch size\] per class"):
-    leopard_finetune.read_per_k_config(str(path), "leopard", [4])
+    recipes.read_per_k_config(str(path), "leopard", [4])
 
 
 def test_data_without_domains_says_how_to_name_the_domain_column(tmp_path):

@@ -71,19 +71,19 @@ def test_harness_names_a_missing_split_file_before_running_anything(tmp_path, ti
 def test_per_k_config_gives_epochs_and_batch_per_class(tmp_path):
   import pytest  # pylint: disable=import-outside-toplevel
   from metabert_tf.errors import DataError  # pylint: disable=import-outside-toplevel
-  from metabert_tf import leopard_finetune as harness  # pylint: disable=import-outside-toplevel
+  from metabert_tf.experiments import recipes  # pylint: disable=import-outside-toplevel
   shipped = os.path.join(REPO_DIR, "configs", "leopard_per_k.json")
-  assert harness.read_per_k_config(shipped, "leopard", [4, 8, 16, 32])["4"] == [150, 2]
-  assert harness.read_per_k_config(shipped, "hybrid_smlmt", [8])["8"] == [175, 8]
-  assert harness.read_per_k_config(None, "leopard", [4]) is None
+  assert recipes.read_per_k_config(shipped, "leopard", [4, 8, 16, 32])["4"] == [150, 2]
+  assert recipes.read_per_k_config(shipped, "hybrid_smlmt", [8])["8"] == [175, 8]
+  assert recipes.read_per_k_config(None, "leopard", [4]) is None
   with pytest.raises(DataError, match="no settings for --per_k_method 'maml'"):
-    harness.read_per_k_config(shipped, "maml", [4])
+    recipes.read_per_k_config(shipped, "maml", [4])
   with pytest.raises(DataError, match=r"K = \[64\]"):
-    harness.read_per_k_config(shipped, "leopard", [64])
+    recipes.read_per_k_config(shipped, "leopard", [64])
 
 
 def test_per_k_settings_are_multiples_of_the_task_classes():
   from metabert_tf.data.examples import LabeledExample  # pylint: disable=import-outside-toplevel
-  from metabert_tf import leopard_finetune  # pylint: disable=import-outside-toplevel
+  from metabert_tf.experiments import recipes  # pylint: disable=import-outside-toplevel
   examples = [LabeledExample("a", label) for label in ("x", "y", "z", "x")]
-  assert leopard_finetune.epochs_and_batch([150, 2], examples) == (450, 6)
+  assert recipes.epochs_and_batch([150, 2], examples) == (450, 6)

@@ -217,7 +217,7 @@ def _sources(tmp_path):
 def test_task_sources_labels_and_sampling(tmp_path, tiny_google_dir):
   specs = _sources(tmp_path)
   encoder = backbones.describe_backbone(tiny_google_dir).input_encoder(16)
-  features, label_list, found = meta_job.load_task_sources(specs, encoder)
+  features, label_list, found = sources.load_task_sources(specs, encoder)
   names = [s.name for s in found]
   stem = os.path.basename(str(tmp_path))
   assert names == [f"{stem}/toy:a", f"{stem}/toy:b", f"{stem}/toy:c", "smlmt/meta_pretrain_3",
@@ -258,7 +258,7 @@ def test_hybrid_smlmt_job_trains_checkpoints_and_resumes(tmp_path, tiny_google_d
           episodes=episodes.EpisodeConfig(num_support=9, num_query=3), num_train_task=4,
           num_test_task=0, outer_batch_size=2, inner_batch_size=3, inner_update_step=1,
           epochs=1, dropout=False, progress=False,
-          algorithm=leopard.Config(warp_layers=True, label_emb_size=8, learning_rate=1e-3)))
+          algorithm=leopard.HybridSMLMTConfig(label_emb_size=8, learning_rate=1e-3)))
   results = meta_job.run_meta_job(job)
   names = dict(tf.train.list_variables(results["checkpoint"]))
   assert any(n.startswith("inner_rates/rates") for n in names)
@@ -272,5 +272,5 @@ def test_hybrid_smlmt_job_trains_checkpoints_and_resumes(tmp_path, tiny_google_d
 def test_a_capped_source_keeps_its_full_size_for_sampling(tmp_path, tiny_google_dir):
   labeled = tiny_models.write_domain_json(str(tmp_path / "toy.json"))  # 3 domains x 12
   encoder = backbones.describe_backbone(tiny_google_dir).input_encoder(16)
-  _, _, found = meta_job.load_task_sources([labeled], encoder, max_examples_per_source=24)
+  _, _, found = sources.load_task_sources([labeled], encoder, max_examples_per_source=24)
   assert sum(len(s.members) for s in found) == 24 and [s.size for s in found] == [12, 12, 12]

@@ -27,7 +27,7 @@ _SCRIPT = textwrap.dedent("""
       tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
       strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if kind == "mirrored"
                   else tf.distribute.OneDeviceStrategy("/cpu:0"))
-    from metabert_tf.meta import episodes, job
+    from metabert_tf.meta import algorithms, episodes, job
     from tests import meta_fixtures
     settings = dict(
         fomaml=dict(inner_optimizer="adam", inner_update_lr=1e-3),
@@ -35,8 +35,9 @@ _SCRIPT = textwrap.dedent("""
                      warp_layers=True, episodes=episodes.EpisodeConfig(num_support=6,
                                                                       num_query=2)))[name]
     # 5 tasks in meta-batches of 2: each epoch ends with one real task and one zero-weight pad.
-    trainer = meta_fixtures.make_trainer(model_dir, out, job.ALGORITHMS[name], strategy=strategy,
-                                         epochs=2, num_train_task=5, **settings)
+    trainer = meta_fixtures.make_trainer(model_dir, out, algorithms.get(name).module,
+                                         strategy=strategy, epochs=2, num_train_task=5,
+                                         **settings)
     trainer.train()
     np.savez(os.path.join(out, "meta.npz"), *meta_fixtures.meta_values(trainer),
              *[v.numpy() for v in trainer.outer_vars[len(trainer.meta_vars):]])

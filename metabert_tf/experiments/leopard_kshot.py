@@ -13,7 +13,6 @@ from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
-from metabert_tf import leopard_finetune
 from metabert_tf import runtime
 from metabert_tf.experiments import grid
 from metabert_tf.experiments import plots
@@ -57,7 +56,7 @@ def check(config):
     for k in config.ks:
       for split in range(config.splits):
         datasets.leopard_files(config.data_dir, task, k, split)
-  leopard_finetune.read_per_k_config(config.per_k_config, config.per_k_method, config.ks)
+  recipes.read_per_k_config(config.per_k_config, config.per_k_method, config.ks)
 
 
 def cells(config):
@@ -71,7 +70,7 @@ def _run_dir(config, task, k, split):
 def run_cell(config, cell):
   task, k = cell.key
   recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, per_k=(
-      leopard_finetune.read_per_k_config(config.per_k_config, config.per_k_method, [k])))
+      recipes.read_per_k_config(config.per_k_config, config.per_k_method, [k])))
   for split in range(config.splits):
     run_dir = _run_dir(config, task, k, split)
     train, evals = datasets.leopard_files(config.data_dir, task, k, split)

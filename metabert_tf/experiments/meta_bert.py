@@ -31,7 +31,7 @@ from metabert_tf.experiments import grid
 from metabert_tf.experiments import methods as methods_lib
 from metabert_tf.experiments import recipes
 from metabert_tf.experiments.grid import setting
-from metabert_tf.meta import base
+from metabert_tf.meta import algorithms
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
 from metabert_tf.meta import job as meta_job
@@ -139,8 +139,8 @@ def meta_train(config, method, domain, seed, run_dir, paths):
       num_train_task=config.num_train_task, num_test_task=0,
       outer_batch_size=config.outer_batch_size, inner_batch_size=config.inner_batch_size,
       inner_update_step=config.inner_update_step, epochs=config.meta_epochs, seed=seed,
-      progress=False, algorithm=base.make_config(
-          meta_job.ALGORITHMS[algorithm], inner_update_lr=config.inner_update_lr,
+      progress=False, algorithm=algorithms.make_config(
+          algorithm, inner_update_lr=config.inner_update_lr,
           outer_update_lr=config.outer_update_lr, reptile_epsilon=config.reptile_epsilon))
   out = os.path.join(run_dir, method.name, "meta")
   grid.reuse_or_run(out, lambda: meta_job.run_meta_job(meta_job.MetaJob(

@@ -1,7 +1,7 @@
 """The methods the protocols compare, as data: a name, its label in the tables, the stage that
 makes its starting model (none: the backbone itself), and how it is scored.
 
-A meta-learning stage names an algorithm of metabert_tf.meta.job.ALGORITHMS; a multi-domain
+A meta-learning stage names an algorithm of metabert_tf.meta.algorithms; a multi-domain
 stage a method of multidomain_job (mix, mtl, adv, mft) and, for MFT, its variant. A method is
 then fine-tuned with the protocol's recipe, unless `scored_by_stage` (its multi-domain model
 is scored as it is, per domain).

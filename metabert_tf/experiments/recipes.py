@@ -1,11 +1,13 @@
 """Fine-tuning recipes of the protocols: one FinetuneConfig from steps, epochs and batch size,
 or from the per-K table of the LEOPARD release (epochs and batch per class, times N)."""
 import dataclasses
+import json
 import math
+import os
 from typing import Optional
 
-from metabert_tf import leopard_finetune
 from metabert_tf import training
+from metabert_tf.errors import DataError
 
 
 @dataclasses.dataclass
@@ -23,10 +25,46 @@ class Recipe:
     """The FinetuneConfig of a run on `examples` (LabeledExamples)."""
     batch_size, epochs = self.batch_size, self.epochs
     if self.per_k is not None:
-      epochs, batch_size = leopard_finetune.epochs_and_batch(self.per_k[str(k)], examples)
+      epochs, batch_size = epochs_and_batch(self.per_k[str(k)], examples)
     else:
       steps_per_epoch = max(1, math.ceil(len(examples) / batch_size))
       epochs = max(epochs, math.ceil(self.steps / steps_per_epoch))
     return training.FinetuneConfig(
         epochs=epochs, batch_size=batch_size, learning_rate=self.learning_rate, seed=seed,
         progress=False, save_every_steps=training.SAVE_AT_END_ONLY)
+
+
+def read_per_k_config(path, method, ks):
+  """{K: [epochs per class, batch per class]} of `method` in the JSON at `path` (None: none)."""
+  if not path:
+    return None
+  if not os.path.isfile(path):
+    raise DataError(path, "file not found (--per_k_config)")
+  with open(path, encoding="utf-8") as f:
+    try:
+      config = json.load(f)
+    except json.JSONDecodeError as e:
+      raise DataError(path, f"malformed JSON at line {e.lineno}, column {e.colno}: "
+                      f"{e.msg}") from None
+  if not isinstance(config, dict):
+    raise DataError(path, "expected a JSON object {method: {K: [epochs, batch] per class}}")
+  if method not in config:
+    raise DataError(path, f"no settings for --per_k_method {method!r} (have "
+                    f"{sorted(k for k in config if not k.startswith('_'))})")
+  missing = [k for k in ks if str(k) not in config[method]]
+  if missing:
+    raise DataError(path, f"{method} has no settings for K = {missing}")
+  for k in ks:
+    entry = config[method][str(k)]
+    if not (isinstance(entry, list) and len(entry) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in entry)):
+      raise DataError(path, f"{method}.{k} must be [epochs, batch size] per class, two integers "
+                      f">= 1, got {entry!r}")
+  return config[method]
+
+
+def epochs_and_batch(per_class, examples):
+  """(epochs, batch size): a per-K config entry [epochs, batch per class] times the N classes
+  of the training `examples`."""
+  classes = len({e.label for e in examples})
+  return per_class[0] * classes, per_class[1] * classes

@@ -1,7 +1,12 @@
-"""What a meta-learning algorithm is to the engine (learn2learn-style: one short module each).
+"""The interface between the engine and a meta-learning algorithm, and the Meta-BERT inner loop
+FOMAML and Reptile share.
 
-An algorithm module exposes `NAME`, `Config` (a dataclass of its own settings) and `Algorithm`
-(a subclass of `Algorithm` below, built from a Config). The engine calls, in this order:
+One short module per algorithm (fomaml.py, reptile.py, leopard.py), as in learn2learn, but the
+control runs the other way: the engine (engine.py) drives the meta-training loop and calls the
+algorithm's hooks, so an algorithm holds only what makes it different. A module exposes `NAME`,
+`Config` (a dataclass of its own settings, with their defaults), `ENGINE_DEFAULTS` (the engine
+settings it is run with by default) and `Algorithm` (a subclass of `Algorithm` below, built from
+a Config); algorithms.py registers them by name. The engine calls, in this order:
 
   build_model(encoder, max_classes, pooling, dropout_rate) -> Keras model
                                         the meta-model (and, called again, the learner copy);
@@ -36,6 +41,10 @@ class Algorithm:
   def __init__(self, config):
     self.config = config
 
+  def checkpoint_metadata(self):
+    """What its checkpoints record beside the weights (fine-tuning reads it back)."""
+    return {"algorithm_config": dataclasses.asdict(self.config)}
+
   def build_model(self, encoder, max_classes, pooling, dropout_rate):
     return classifier.Classifier(encoder, max_classes, pooling=pooling,
                                  dropout_rate=dropout_rate).build_all()
@@ -56,6 +65,13 @@ class Algorithm:
 
   def adapt_for_test(self, inner, task, meta_vars):
     raise NotImplementedError
+
+
+# Meta-BERT's (mailong25/meta-learning-bert) engine settings: 80 support and 20 query examples,
+# inner batches of 16, 10 passes (meta-test too), 5 tasks per meta-step, 3 epochs.
+PLAIN_ENGINE_DEFAULTS = dict(num_support=80, num_query=20, inner_batch_size=16,
+                             inner_update_step=10, inner_update_step_eval=10, outer_batch_size=5,
+                             epochs=3)
 
 
 @dataclasses.dataclass
@@ -80,9 +96,3 @@ class PlainInner(Algorithm):
   def adapt_for_test(self, inner, task, meta_vars):
     self.adapt(inner, task, meta_vars)
     return inner.logits(task["query"], task["num_classes"])
-
-
-def make_config(module, **settings):
-  """module.Config from flag-named settings, keeping those it has (each algorithm its own)."""
-  names = {f.name for f in dataclasses.fields(module.Config)}
-  return module.Config(**{k: v for k, v in settings.items() if k in names})

@@ -1,8 +1,9 @@
 """The meta-learning engine: task streams -> per-replica inner loops -> one all-reduced meta update.
 
-An algorithm (base.py; fomaml.py, reptile.py) owns its meta-model extras, its per-task step, its
-meta-test adaptation and its outer optimiser; the inner loop is a set of building blocks
-(learner.InnerLoop). The engine owns what is common:
+An algorithm (base.py; fomaml.py, reptile.py, leopard.py for LEOPARD / SMLMT / Hybrid-SMLMT)
+owns its meta-model and extras, its per-task step, its meta-test adaptation and its outer
+optimiser; the inner loop is a set of building blocks (learner.InnerLoop). The engine owns what
+is common:
 
 * the task stream: `num_train_task` episodes drawn once (Meta-BERT's MetaTask), visited in a
   fresh order each epoch (seeded by seed + epoch), `outer_batch_size` tasks per meta-step; the
@@ -69,21 +70,29 @@ def _step_of(checkpoint_name):
   return int(checkpoint_name.rsplit(".step-", 1)[1])
 
 
+@dataclasses.dataclass
+class MetaTasks:
+  """What meta-training draws its tasks from: encoded `features` (with domain_ids), their
+  label and domain names, the domains tasks come from and those held out for the meta-test."""
+  features: dict
+  label_list: list
+  domain_list: list
+  train_domains: list
+  test_domains: list = dataclasses.field(default_factory=list)
+  test_exclude: Any = None   # a bool per example: never drawn by the meta-test (a later eval's)
+  train_sampler: Any = None  # the meta-training stream (default: episodes of train_domains)
+  max_classes: Any = None    # the most classes a task has (default: every label of the run)
+
+
 class MetaTrainer:
 
-  def __init__(self, strategy, algorithm, backbone, label_list, pooling, features, domain_list,
-               train_domains, test_domains, config, output_dir, metadata, test_exclude=None,
-               train_sampler=None, max_classes=None):
-    """`algorithm`: a module of base.py's interface; `test_exclude`: a bool per example, True
-    for those the meta-test must never draw (a later evaluation's test set); `train_sampler`:
-    the meta-training task stream (default: episodes of `train_domains`, as Meta-BERT);
-    `max_classes`: the most classes a task has (default: every label of the run)."""
-    episodes_lib.check_disjoint_domains(train_domains, test_domains)
-    self.strategy, self.config = strategy, config
-    if config.algorithm is not None and not isinstance(config.algorithm, algorithm.Config):
-      raise ConfigError(f"{algorithm.NAME} takes its own Config, got "
-                        f"{type(config.algorithm).__name__}")
-    self.algorithm = algorithm.Algorithm(config.algorithm or algorithm.Config())
+  def __init__(self, strategy, algorithm, config, backbone, tasks, output_dir, metadata,
+               pooling="pooler"):
+    """`algorithm`: an Algorithm (base.py) built from its own Config; `config`: the engine's
+    MetaConfig; `tasks`: a MetaTasks."""
+    episodes_lib.check_disjoint_domains(tasks.train_domains, tasks.test_domains)
+    self.strategy, self.config, self.algorithm = strategy, config, algorithm
+    features, label_list = tasks.features, tasks.label_list
     self.features, self.output_dir = features, output_dir
     replicas = strategy.num_replicas_in_sync
     per_replica = config.tasks_per_replica or config.outer_batch_size // replicas
@@ -91,18 +100,18 @@ class MetaTrainer:
       raise ConfigError(f"outer_batch_size {config.outer_batch_size} must equal "
                        f"tasks_per_replica x replicas ({per_replica} x {replicas})")
     self.tasks_per_replica = per_replica
-    self.train_sampler = train_sampler or episodes_lib.EpisodeSampler(
-        features["domain_ids"], features["label_ids"], domain_list, train_domains,
+    self.train_sampler = tasks.train_sampler or episodes_lib.EpisodeSampler(
+        features["domain_ids"], features["label_ids"], tasks.domain_list, tasks.train_domains,
         config.episodes, config.seed)
     # Test tasks get a stream of their own: a far-off seed, so seed s's test tasks never
     # repeat seed s+1's training draws.
     self.test_sampler = None
-    if test_domains and config.num_test_task:
+    if tasks.test_domains and config.num_test_task:
       self.test_sampler = episodes_lib.EpisodeSampler(
-          features["domain_ids"], features["label_ids"], domain_list, test_domains,
-          config.episodes, config.seed + 1_000_003, exclude=test_exclude)
+          features["domain_ids"], features["label_ids"], tasks.domain_list, tasks.test_domains,
+          config.episodes, config.seed + 1_000_003, exclude=tasks.test_exclude)
     self.num_labels = len(label_list)
-    self.num_classes = max_classes or self.num_labels  # the head's width: the largest task N
+    self.num_classes = tasks.max_classes or self.num_labels  # the head's width: the largest N
     rate = 0.1 if config.dropout else 0.0
     build_model = self.algorithm.build_model
     with strategy.scope():

@@ -11,6 +11,7 @@ import tf_keras
 from metabert_tf.meta import base
 
 NAME = "fomaml"
+ENGINE_DEFAULTS = base.PLAIN_ENGINE_DEFAULTS
 Config = base.PlainInnerConfig
 
 

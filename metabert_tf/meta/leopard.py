@@ -1,6 +1,7 @@
 r"""LEOPARD, SMLMT and Hybrid-SMLMT (Bansal et al., COLING 2020; EMNLP 2020), as the released TF1
-code runs them (../shared/NOTES.md section 4). The three differ in their task sources (the job's
---pretrain_task_weight) and in warp_layers; this module is the meta-learner they share.
+code runs them (../shared/NOTES.md section 4). The three differ in their task sources
+(pretrain_task_weight: the share of SMLMT tasks) and in warp_layers, their Configs' defaults
+(Config, SMLMTConfig, HybridSMLMTConfig); this module is the meta-learner they share.
 
 Meta-model: the encoder theta (sentence vector p(x)), classifier.GeneratedSoftmaxHead's
 task-feature MLP h and softmax generator g, and learned inner learning rates alpha_k, one per group
@@ -75,6 +76,32 @@ class Config:  # field names are the original's flag names
   average_query_every: int = 3      # 3 and True: the released meta-training command's
   weight_query_loss: bool = True
   label_emb_size: int = 256
+  # The task stream (sources.py): the share of SMLMT tasks (0: LEOPARD, 1: SMLMT, 0.5: Hybrid),
+  # sources drawn ~ sqrt(size) or uniformly, and a cap on each labeled source's examples (0: all).
+  pretrain_task_weight: float = 0.0
+  data_sqrt_sampling: bool = True
+  max_examples_per_source: int = 0
+
+
+@dataclasses.dataclass
+class SMLMTConfig(Config):
+  """SMLMT (Bansal et al., EMNLP 2020): self-supervised tasks only, with warp layers."""
+  warp_layers: bool = True
+  pretrain_task_weight: float = 1.0
+
+
+@dataclasses.dataclass
+class HybridSMLMTConfig(Config):
+  """Hybrid-SMLMT: half SMLMT tasks, half labeled ones, with warp layers."""
+  warp_layers: bool = True
+  pretrain_task_weight: float = 0.5
+
+
+# The engine's settings the release runs this family with (run_meta_train.py's defaults): 80
+# support examples in 8 batches, 10 query examples, one pass, 4 tasks per meta-step (its 4 GPUs
+# x 1 task), one epoch of a task stream; meta-tests adapted for 5 passes.
+ENGINE_DEFAULTS = dict(num_support=80, num_query=10, inner_batch_size=10, inner_update_step=1,
+                       inner_update_step_eval=5, outer_batch_size=4, epochs=1)
 
 
 def rate_group(name):
@@ -162,6 +189,9 @@ class Algorithm(base.Algorithm):
     super().__init__(config)
     self.averaged = (config.warp_layers if config.average_query_loss is None
                      else config.average_query_loss)
+
+  def checkpoint_metadata(self):
+    return {**super().checkpoint_metadata(), "warp_layers": bool(self.config.warp_layers)}
 
   def build_model(self, encoder, max_classes, pooling, dropout_rate):
     head = classifier.GeneratedSoftmaxHead(encoder.get_config()["hidden_size"], max_classes,

@@ -14,6 +14,7 @@ import tf_keras
 from metabert_tf.meta import base
 
 NAME = "reptile"
+ENGINE_DEFAULTS = base.PLAIN_ENGINE_DEFAULTS
 VARIANTS = ("classic", "adam")
 
 

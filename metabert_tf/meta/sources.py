@@ -10,9 +10,14 @@ labeled ones the rest (0: LEOPARD, 1: SMLMT, 0.5: Hybrid-SMLMT). As episodes.Epi
 the stream is a pure function of (seed, task index): a resumed run sees the same tasks.
 """
 import dataclasses
+import json
+import os
 
 import numpy as np
 
+from metabert_tf import datasets
+from metabert_tf import records
+from metabert_tf.data import readers
 from metabert_tf.errors import DataError
 from metabert_tf.meta import episodes
 
@@ -77,3 +82,105 @@ class SourceSampler:
       support, query = episodes.draw_support_and_query(rng, source.members, self.label_ids,
                                                         self.config)
     return episodes.Episode(source.name, support, query, source.classes)
+
+
+def _smlmt_task_size(spec):
+  """An SMLMT file's task_size, from the .json data_prep.smlmt writes beside it (else 0)."""
+  if not datasets.is_tf_record(spec):
+    return 0, None
+  path = os.path.splitext(readers.plain_path(spec))[0] + ".json"
+  if not os.path.exists(path):
+    return 0, None
+  with open(path) as f:
+    meta = json.load(f)
+  return (int(meta["task_size"]), int(meta["num_classes"])) if "task_size" in meta else (0, None)
+
+
+def _source_groups(spec, input_encoder, max_examples, seed):
+  """(features, label names, [(source name suffix, example indices, size)], task_size) of one
+  --data; a source's size (its sampling weight's) counts its examples before the cap."""
+  task_size, n = _smlmt_task_size(spec)
+  rng = np.random.default_rng([seed, 11])
+  if task_size:
+    labels = [str(i) for i in range(n)]
+    features = datasets.load_features(spec, input_encoder, labels)
+    if len(features["label_ids"]) % task_size:
+      raise DataError(spec, f"{len(features['label_ids'])} records is not a whole number of "
+                      f"tasks of {task_size}")
+    n_records = len(features["label_ids"])
+    return features, labels, [("", np.arange(n_records), n_records)], task_size
+  if datasets.is_tf_record(spec):
+    meta = records.read_metadata(readers.plain_path(spec)) or {}
+    if not meta.get("label_list"):
+      raise DataError(spec, "a tf_record task source needs its .meta.json (label names)")
+    labels = list(meta["label_list"])
+    features = datasets.load_features(spec, input_encoder, labels)
+    domains = meta.get("domain_list") if "domain_ids" in features else None
+    sizes = (np.bincount(features["domain_ids"], minlength=len(domains)) if domains
+             else [len(features["label_ids"])])
+  else:
+    examples = datasets.read(spec)
+    domains = sorted({e.domain for e in examples}) if all(e.domain for e in examples) else None
+    sizes = ([sum(e.domain == d for e in examples) for d in domains] if domains
+             else [len(examples)])
+    if max_examples and len(examples) > max_examples:
+      examples = [examples[i] for i in np.sort(rng.choice(len(examples), max_examples, False))]
+    labels = datasets.sort_labels({e.label for e in examples})
+    features = records.encode(examples, input_encoder, labels, domains, source=spec)
+  everything = np.arange(len(features["label_ids"]))
+  if max_examples and len(everything) > max_examples:
+    everything = np.sort(rng.choice(everything, max_examples, False))
+  if not domains:
+    return features, labels, [("", everything, int(sizes[0]))], 0
+  ids = features["domain_ids"][everything]
+  return features, labels, [(f":{d}", everything[ids == i], int(sizes[i]))
+                            for i, d in enumerate(domains)], 0
+
+
+def load_task_sources(specs, input_encoder, max_examples_per_source=0, seed=0):
+  """(features, label_list, TaskSources) of the --data sources: run-wide label ids are
+  "<source>:<label>", a block per source, so sources with the same label names stay apart."""
+  parts, label_list, found, offset = [], [], [], 0
+  for spec in specs:
+    if not datasets.exists(spec):
+      raise DataError(spec, "file or directory not found")
+    features, labels, groups, task_size = _source_groups(spec, input_encoder,
+                                                         max_examples_per_source, seed)
+    path = readers.data_path(spec)
+    stem = os.path.join(os.path.basename(os.path.dirname(path)),
+                        os.path.splitext(os.path.basename(path))[0])
+    local = features["label_ids"]
+    run_ids = np.full(len(local), -1, np.int32)
+    for suffix, members, size in groups:
+      name = stem + suffix
+      if any(s.name == name for s in found):
+        raise DataError(spec, f"two --data sources are both named {name!r}")
+      present = np.arange(len(labels)) if task_size else np.unique(local[members])
+      if len(present) < 2:  # a task of one class teaches nothing and scores 1.0
+        raise DataError(spec, f"source {name!r} has {len(present)} label"
+                        f"{'' if len(present) == 1 else 's'} "
+                        f"({', '.join(labels[i] for i in present)}); a task source needs >= 2")
+      classes = len(label_list) + np.arange(len(present))
+      label_list += [f"{name}:{labels[i]}" for i in present]
+      remap = np.full(len(labels), -1, np.int32)
+      remap[present] = classes
+      run_ids[members] = remap[local[members]]
+      found.append(TaskSource(name, offset + members, classes, task_size, size))
+    parts.append({k: v for k, v in features.items() if k in records.MODEL_INPUTS})
+    parts[-1]["label_ids"] = run_ids
+    offset += len(local)
+  features = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  features["domain_ids"] = np.full(offset, -1, np.int32)
+  for i, source in enumerate(found):
+    features["domain_ids"][source.members] = i
+  return features, label_list, found
+
+
+def read_task_stream(specs, input_encoder, config, episode_config, seed):
+  """(features, run-wide label_list, SourceSampler) of the --data sources under a
+  leopard.Config's task-stream settings."""
+  features, label_list, task_sources = load_task_sources(
+      specs, input_encoder, config.max_examples_per_source, seed)
+  sampler = SourceSampler(task_sources, features["label_ids"], episode_config, seed,
+                          config.pretrain_task_weight, config.data_sqrt_sampling)
+  return features, label_list, sampler
