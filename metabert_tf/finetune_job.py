@@ -7,7 +7,7 @@ results.json into its output_dir.
 import dataclasses
 import os
 import time
-from typing import List, Optional
+from typing import Optional
 
 from absl import logging
 import tensorflow as tf
@@ -19,27 +19,22 @@ from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import export
 from metabert_tf import io_utils
+from metabert_tf import model_spec
 from metabert_tf import runtime
 from metabert_tf import training
 from metabert_tf.errors import DataError
 from metabert_tf.meta import algorithms
 
 
-@dataclasses.dataclass
-class FinetuneJob:
+@dataclasses.dataclass(kw_only=True)
+class FinetuneJob(model_spec.ModelSpec):
   output_dir: str
   train_path: Optional[str] = None   # None: zero-shot (evaluate only)
   eval_path: Optional[str] = None
-  bert_model: str = "minilm-l6"
-  do_lower_case: Optional[bool] = None
-  label_list: Optional[List[str]] = None
-  max_seq_length: int = 128
   train: training.FinetuneConfig = dataclasses.field(default_factory=training.FinetuneConfig)
   eval_batch_size: int = 64
   export_dir: Optional[str] = None    # None: no export
-  precision: str = "fp32"
   dropout: bool = True                # False makes training deterministic (tests)
-  pooling: Optional[str] = None       # "pooler" or "mean"; None: what the backbone was trained with
   allow_unseen_eval_labels: bool = False  # eval labels the head lacks: counted wrong, not an error
   # From a LEOPARD-family checkpoint: generated class rows and the learned rates (False: its
   # encoder with a new dense head and AdamW, plain fine-tuning).

@@ -11,7 +11,7 @@ builds many. BERT (S), one model per domain, is run_finetune.py on each domain's
 """
 import dataclasses
 import os
-from typing import List, Optional
+from typing import Optional
 
 from absl import logging
 import numpy as np
@@ -23,6 +23,7 @@ from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import io_utils
+from metabert_tf import model_spec
 from metabert_tf.errors import DataError
 from metabert_tf import mft as mft_lib
 from metabert_tf import objectives
@@ -32,18 +33,12 @@ from metabert_tf import training
 METHODS = ("mix", "mtl", "adv", "mft")
 
 
-@dataclasses.dataclass
-class MultiDomainJob:
+@dataclasses.dataclass(kw_only=True)
+class MultiDomainJob(model_spec.ModelSpec):
   output_dir: str
   data: str                            # any reader format with domains, or a tf_record of them
   method: str = "mft"
   eval_data: Optional[str] = None      # scored per domain after training (same domains)
-  bert_model: str = "minilm-l6"
-  do_lower_case: Optional[bool] = None
-  label_list: Optional[List[str]] = None
-  max_seq_length: int = 128
-  precision: str = "fp32"
-  pooling: Optional[str] = None
   train: training.FinetuneConfig = dataclasses.field(
       default_factory=lambda: training.FinetuneConfig(epochs=2, batch_size=32))
   mft: mft_lib.MFTConfig = dataclasses.field(default_factory=mft_lib.MFTConfig)

@@ -22,7 +22,7 @@ if [ ! -d "$MDS/books" ]; then
 fi
 
 echo "== Meta-BERT demo: $CONFIG (output: $OUT; finished runs there are reused)"
-$PY -m metabert_tf.meta.experiment --flagfile="$CONFIG" --data="$MDS" --output_dir="$OUT" \
+$PY -m metabert_tf.experiments --protocol meta_bert --flagfile="$CONFIG" --data="$MDS" --output_dir="$OUT" \
     --stderrthreshold=error > /dev/null  # its table (mean +- std) is in $OUT/results.md
 $PY - "$OUT" <<'PYEOF'
 import json, sys
@@ -36,5 +36,5 @@ for setting in sorted(summary["bert"], key=lambda s: list(names).index(s) if s i
   gain = summary["fomaml - bert"][setting]["mean"]
   print(f"{names.get(setting, setting):<16}{100 * bert:>8.1f}{100 * meta:>11.1f}{100 * gain:>+8.1f}")
 print("\nOne domain, one seed: single runs move by several points. Mean +- std over the four\n"
-      "held-out domains and seeds: docs/results.md, section 4 (python -m metabert_tf.meta.experiment).")
+      "held-out domains and seeds: docs/results.md, section 4 (python -m metabert_tf.experiments --protocol meta_bert).")
 PYEOF

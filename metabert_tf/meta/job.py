@@ -14,6 +14,7 @@ from metabert_tf import backbones
 from metabert_tf import checkpoints
 from metabert_tf import datasets
 from metabert_tf import io_utils
+from metabert_tf import model_spec
 from metabert_tf import runtime
 from metabert_tf.errors import DataError
 from metabert_tf.meta import algorithms
@@ -22,8 +23,8 @@ from metabert_tf.meta import sources as sources_lib
 
 
 
-@dataclasses.dataclass
-class MetaJob:
+@dataclasses.dataclass(kw_only=True)
+class MetaJob(model_spec.ModelSpec):
   output_dir: str
   # fomaml, reptile: any reader format with domains; the LEOPARD family: task sources, each any
   # reader format (a source per domain where examples have one), tf_record or SMLMT file.
@@ -31,12 +32,6 @@ class MetaJob:
   algorithm: str = "fomaml"
   test_domains: List[str] = dataclasses.field(default_factory=list)
   num_domain: int = 100
-  bert_model: str = "minilm-l6"
-  do_lower_case: Optional[bool] = None
-  label_list: Optional[List[str]] = None
-  max_seq_length: int = 128
-  precision: str = "fp32"
-  pooling: Optional[str] = None
   save_every_steps: int = 0
   # Data a later evaluation scores (any reader format): the meta-test never draws its examples.
   meta_test_exclude: Optional[str] = None
