@@ -2,6 +2,7 @@
 without running it (tests/test_flag_rules.py walks them)."""
 import contextlib
 import importlib.util
+import io
 import os
 import sys
 
@@ -20,9 +21,10 @@ ALL = [
 
 
 @contextlib.contextmanager
-def defined_flags(program):
+def defined_flags(program, with_module=False):
   """Yields {name: Flag} of the flags `program` defines (at import, or in its define_flags()),
-  in the global FLAGS, and deletes them afterwards so the next program can define its own."""
+  in the global FLAGS (with_module: (the module, that dict)), and deletes them afterwards so
+  the next program can define its own."""
   before = set(flags.FLAGS)
   path = os.path.join(REPO_DIR, program)
   name = "_program_" + program.replace("/", "_").replace(".py", "")
@@ -34,12 +36,42 @@ def defined_flags(program):
     spec.loader.exec_module(module)
     if set(flags.FLAGS) == before and hasattr(module, "define_flags"):
       module.define_flags()
-    yield {n: flags.FLAGS[n] for n in set(flags.FLAGS) - before if n == flags.FLAGS[n].name}
+    defined = {n: flags.FLAGS[n] for n in set(flags.FLAGS) - before if n == flags.FLAGS[n].name}
+    yield (module, defined) if with_module else defined
   finally:
     sys.argv[0] = argv0
     sys.path.remove(os.path.dirname(path))
     for n in set(flags.FLAGS) - before:
       delattr(flags.FLAGS, n)
+
+
+def run(program, *argv):
+  """(exit status, stderr) of `program` run with `argv` in this process, as absl's app.run
+  would: a flag that does not parse ends it with status 1 and "FATAL Flags parsing error".
+  For error paths that end before the real work (a subprocess costs seconds of imports)."""
+  err = io.StringIO()
+  with defined_flags(program, with_module=True) as (module, _):
+    try:
+      try:
+        flags.FLAGS([program, *argv])
+      except flags.Error as e:
+        return 1, f"FATAL Flags parsing error: {e}\n"
+      try:
+        with contextlib.redirect_stderr(err):
+          status = module.main([program])
+      except SystemExit as e:
+        status = e.code
+      return (status or 0), err.getvalue()
+    finally:
+      flags.FLAGS.unparse_flags()
+
+
+def error_line(program, *argv):
+  """The one error line `program` ends with (status 1, no traceback), run in this process."""
+  status, err = run(program, *argv)
+  lines = [l for l in err.splitlines() if l.startswith(("error:", "FATAL Flags parsing"))]
+  assert status == 1 and len(lines) == 1 and "Traceback" not in err, (status, err[-2000:])
+  return lines[0]
 
 
 def rule_problems(program):

@@ -19,6 +19,7 @@ from metabert_tf.data.examples import LabeledExample
 from metabert_tf.errors import DataError
 from metabert_tf.experiments import recipes
 from metabert_tf.meta import sources
+from tests import programs
 from tests import tiny_models
 from tests.conftest import REPO_DIR
 from tests.test_cli_reliability import _one_error_line
@@ -69,15 +70,16 @@ def test_flags_the_chosen_algorithm_does_not_read_are_an_error(tmp_path):
       ("run_meta_train.py", ["--algorithm=fomaml", "--eval_data=x.jsonl"],
        "Unknown command line flag 'eval_data'"),
   ]:
-    line = _one_error_line(_run(program, "--data=x.jsonl", f"--output_dir={tmp_path / 'o'}",
-                                *argv))
-    assert message in line, line
-  line = _one_error_line(_run("run_finetune.py", "--train_file=x.jsonl", "--split=3",
-                              f"--output_dir={tmp_path / 'o'}"))
-  assert "--split is read only with --task" in line
-  line = _one_error_line(_run("-m", "metabert_tf.mft_experiment", "--methods=mft_full,nope",
-                              "--data_dir=x", f"--output_dir={tmp_path / 'o'}"))
-  assert "--methods must be among bert_s," in line  # before any data file is looked for
+    status, err = programs.run(program, "--data=x.jsonl", f"--output_dir={tmp_path / 'o'}",
+                               *argv)  # in this process: they end before any work
+    assert status == 1 and message in err, err
+  status, err = programs.run("run_finetune.py", "--train_file=x.jsonl", "--split=3",
+                             f"--output_dir={tmp_path / 'o'}")
+  assert status == 1 and "error: --split is read only with --task" in err, err
+  status, err = programs.run("metabert_tf/experiments/__main__.py", "--protocol=mft",
+                             "--methods=mft_full,nope", "--data_dir=x",
+                             f"--output_dir={tmp_path / 'o'}")
+  assert status == 1 and "error: --methods must be among bert_s," in err, err  # before the data
   assert not (tmp_path / "o").exists()
 
 

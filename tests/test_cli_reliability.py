@@ -14,6 +14,7 @@ from metabert_tf import evaluation
 from metabert_tf import finetune_job
 from metabert_tf import training
 from metabert_tf.errors import DataError
+from tests import programs
 from tests.conftest import REPO_DIR
 
 
@@ -66,14 +67,14 @@ def test_metrics_leave_unseen_labels_out_of_macro_f1():
 
 @pytest.mark.parametrize("tool, args", [
     ("run_finetune.py", ["--train_file=x"]), ("run_meta_train.py", ["--data=x"]),
+    ("run_multidomain.py", ["--data=x"]),
     ("data_prep/write_tf_record.py", ["--input=x", "--output=x"]),
-    ("metabert_tf/harness.py", ["--data_dir=x"]), ("metabert_tf/meta/experiment.py", ["--data=x"]),
+    ("data_prep/smlmt.py", ["--input=x"]),
     ("metabert_tf/experiments/__main__.py", ["--protocol=mft", "--data_dir=x"])])
 def test_every_cli_refuses_too_short_sequences(tmp_path, tool, args):
-  module = ["-m", tool[:-3].replace("/", ".").replace(".__main__", "")] if "/" in tool else [tool]
   output = [] if "--output=x" in args else [f"--output_dir={tmp_path}/o"]
-  line = _one_error_line(_run(*module, "--max_seq_length=7", *output, *args))
-  assert "--max_seq_length must be >= 8, got 7" in line, line
+  status, err = programs.run(tool, "--max_seq_length=7", *output, *args)
+  assert status == 1 and "--max_seq_length must be >= 8, got 7" in err, err
   assert not (tmp_path / "o").exists()
 
 
@@ -90,15 +91,15 @@ def test_output_paths_checked_before_any_work(tmp_path, tiny_google_dir, toy_tas
             "--max_seq_length=16", "--noprogress"]
   a_file = tmp_path / "a_file"
   a_file.write_text("not a directory")
-  line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={a_file}"))
+  line = programs.error_line("run_finetune.py", *common, f"--output_dir={a_file}")
   assert f"{a_file}: --output_dir exists and is not a directory" in line
-  line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={a_file}/sub"))
+  line = programs.error_line("run_finetune.py", *common, f"--output_dir={a_file}/sub")
   assert f"--output_dir cannot be written: {a_file} is not a directory" in line
-  line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={tmp_path}/o",
-                              f"--export_dir={a_file}"))
+  line = programs.error_line("run_finetune.py", *common, f"--output_dir={tmp_path}/o",
+                             f"--export_dir={a_file}")
   assert "--export_dir" in line and not (tmp_path / "o").exists()
-  line = _one_error_line(_run("run_finetune.py", *common, f"--output_dir={tmp_path}/o",
-                              f"--bert_model={tmp_path}/no_such_model"))
+  line = programs.error_line("run_finetune.py", *common, f"--output_dir={tmp_path}/o",
+                             f"--bert_model={tmp_path}/no_such_model")
   assert "no_such_model" in line and not (tmp_path / "o").exists()
 
 

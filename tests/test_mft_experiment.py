@@ -1,12 +1,15 @@
 """The MFT experiment: the paper's Amazon splits, and the grid at toy scale (tables, reuse)."""
+import functools
 import json
 import os
-import subprocess
-import sys
+
+import pytest
 
 from data_prep import mft_splits
+from metabert_tf.errors import ConfigError
+from metabert_tf.experiments import grid
+from metabert_tf.experiments import mft_table
 from tests import tiny_models
-from tests.conftest import REPO_DIR
 
 
 def test_amazon_splits_have_the_paper_sizes_and_are_reproducible(tmp_path, shared_dir):
@@ -54,23 +57,18 @@ def _toy_splits(directory):
 def test_experiment_grid_tables_and_reuse(tmp_path, tiny_google_dir):
   _toy_splits(str(tmp_path / "data"))
   out = tmp_path / "out"
-  command = [sys.executable, "-m", "metabert_tf.mft_experiment", f"--data_dir={tmp_path / 'data'}",
-             f"--output_dir={out}", "--seeds=0", f"--bert_model={tiny_google_dir}",
-             "--max_seq_length=16", "--epochs=1", "--min_steps=2", "--batch_size=8",
-             "--learning_rate=1e-3", "--precision=fp32"]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  # In one process (cells in children are tested with the other grid drivers).
-  command.append("--noprocess_per_cell")
-  first = subprocess.run(command + ["--methods=bert_s,mft_full", "--fractions=100"],
-                         cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
-  assert first.returncode == 0, first.stderr[-3000:]
+  # In this process, through the library (cells in children: the LEOPARD protocol's test).
+  config = functools.partial(
+      mft_table.Config, data_dir=str(tmp_path / "data"), output_dir=str(out), seeds=[0],
+      bert_model=tiny_google_dir, max_seq_length=16, epochs=1, min_steps=2, batch_size=8,
+      learning_rate=1e-3, precision="fp32", process_per_cell=False)
+  grid.run(mft_table, config(methods=["bert_s", "mft_full"], fractions=[100]))
   assert (out / "seed0/mft_full/100pct/mft/typicality.json").exists()
   assert not (out / "seed0/mft_full/100pct/a/ckpt").exists()  # dropped unless kept
   for result in out.glob("seed0/*/100pct/*/results.json"):
     os.utime(result, (0, 0))
-  again = subprocess.run(command + ["--methods=bert_s,mix,mft_full,mix_s", "--fractions=100,50"],
-                         cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
-  assert again.returncode == 0, again.stderr[-3000:]
+  text = grid.run(mft_table, config(methods=["bert_s", "mix", "mft_full", "mix_s"],
+                                    fractions=[100, 50]))
   reused = [r for m in ("bert_s", "mft_full") for r in out.glob(f"seed0/{m}/100pct/[ab]/results.json")]
   assert len(reused) == 4 and all(r.stat().st_mtime == 0 for r in reused)
   summary = json.load(open(out / "summary.json"))
@@ -83,9 +81,8 @@ def test_experiment_grid_tables_and_reuse(tmp_path, tiny_google_dir):
   assert set(summary["few_shot"]) == {"BERT (S)", "MFT (Full)", "MFT (Full) - BERT (S)"}
   table = (out / "results.md").read_text()
   assert "| MFT (Full) - BERT (Mix) |" in table and "50%" in table
-  assert again.stdout.strip() == table.strip()  # stdout: the tables only
+  assert text == table
   # The EasyTransfer options are settings of the run: another one is refused, not mixed in.
-  other = subprocess.run(command + ["--methods=mft_full", "--fractions=100",
-                                    "--mft_typicality=easytransfer"],
-                         cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
-  assert other.returncode == 1 and "other settings (mft_typicality" in other.stderr
+  with pytest.raises(ConfigError, match=r"other settings \(mft_typicality"):
+    grid.run(mft_table, config(methods=["mft_full"], fractions=[100],
+                               mft_typicality="easytransfer"))

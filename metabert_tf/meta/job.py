@@ -19,6 +19,7 @@ from metabert_tf import runtime
 from metabert_tf.errors import DataError
 from metabert_tf.meta import algorithms
 from metabert_tf.meta import engine
+from metabert_tf.meta import episodes
 from metabert_tf.meta import sources as sources_lib
 
 
@@ -76,7 +77,10 @@ def _domain_inputs(job):
     exclude = excluded_examples(features, job.meta_test_exclude, encoder, label_list)
   train_domains = choose_domains(domain_list, features["domain_ids"], job.test_domains,
                                  job.num_domain, job.data)
-  return features, label_list, domain_list, train_domains, None, exclude
+  # Built here, not in the trainer: a domain too small for a task fails before the output dir.
+  sampler = episodes.EpisodeSampler(features["domain_ids"], features["label_ids"], domain_list,
+                                    train_domains, job.meta.episodes, job.meta.seed)
+  return features, label_list, domain_list, train_domains, sampler, exclude
 
 
 def _source_inputs(job):
@@ -125,7 +129,7 @@ def run_meta_job(job: MetaJob, strategy=None, inputs=None):
   features, label_list, domain_list, train_domains, sampler, exclude = (
       inputs if inputs is not None else read_inputs(job))
   logging.info("Meta-training domains %s; test domains %s", train_domains, job.test_domains)
-  if sampler is not None:
+  if by_sources:
     logging.info("Task sources (sampling probability): %s", ", ".join(
         f"{s.name} ({p:.3f})" for s, p in zip(sampler.sources, sampler.probs)))
   with strategy.scope():
@@ -140,7 +144,7 @@ def run_meta_job(job: MetaJob, strategy=None, inputs=None):
       **algorithm.checkpoint_metadata())  # what fine-tuning must know of the meta-learner
   tasks = engine.MetaTasks(features, label_list, domain_list, train_domains,
                            list(job.test_domains), test_exclude=exclude, train_sampler=sampler,
-                           max_classes=sampler.max_classes if sampler else None)
+                           max_classes=sampler.max_classes if by_sources else None)
   trainer = engine.MetaTrainer(strategy, algorithm, job.meta, backbone, tasks, job.output_dir,
                                metadata, pooling=pooling)
   history = trainer.train(job.save_every_steps)
