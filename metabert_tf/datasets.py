@@ -7,6 +7,7 @@ import tensorflow as tf
 from metabert_tf import backbones
 from metabert_tf import records
 from metabert_tf.data import readers
+from metabert_tf.errors import ConfigError
 from metabert_tf.errors import DataError
 
 TF_RECORD_SUFFIXES = (".tf_record", ".tfrecord")
@@ -28,7 +29,8 @@ def exists(spec):
 def leopard_files(data_dir, task, k, split):
   """(train, eval) paths of a LEOPARD-layout data dir: <task>/<task>_train_<F>_<K>.json."""
   if not data_dir:
-    raise DataError("--data_dir", "--task needs --data_dir (a LEOPARD-layout directory)")
+    raise ConfigError("is needed with a task name (a LEOPARD-layout directory)",
+                      field="data_dir")
   for root in (data_dir, os.path.join(data_dir, "json")):
     task_dir = os.path.join(root, task)
     if os.path.isdir(task_dir):

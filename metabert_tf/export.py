@@ -47,7 +47,8 @@ def export_saved_model(model, input_encoder, label_list, export_dir):
   os.makedirs(parent, exist_ok=True)
   if os.path.isdir(export_dir) and os.listdir(export_dir) and not os.path.exists(
       os.path.join(export_dir, "saved_model.pb")):
-    raise ConfigError(f"--export_dir {export_dir} exists and is not a SavedModel; not replacing it")
+    raise ConfigError(f"{export_dir} exists and is not a SavedModel; not replacing it",
+                      field="export_dir")
   tmp = io_utils.public_dir(tempfile.mkdtemp(dir=parent, **io_utils.temp_name_parts(export_dir)))
   try:
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve,

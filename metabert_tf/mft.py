@@ -73,19 +73,19 @@ def default_layers(num_layers):
 
 def check_config(config, num_layers):
   if config.variant not in VARIANTS:
-    raise ConfigError(f"--mft_variant must be one of {VARIANTS}, got {config.variant!r}")
+    raise ConfigError(f"must be one of {VARIANTS}, got {config.variant!r}", field="mft_variant")
   if config.layer_mean not in LAYER_MEANS:
     raise ConfigError(f"layer_mean must be one of {LAYER_MEANS}, got {config.layer_mean!r}")
   if config.typicality_formula not in typicality.FORMULAS:
-    raise ConfigError(f"--mft_typicality must be one of {typicality.FORMULAS}")
+    raise ConfigError(f"must be one of {typicality.FORMULAS}", field="mft_typicality")
   if not 0.0 <= config.alpha <= 1.0:
-    raise ConfigError(f"--mft_alpha must be in [0, 1], got {config.alpha}")
+    raise ConfigError(f"must be in [0, 1], got {config.alpha}", field="mft_alpha")
   if config.num_prototypes < 1:
-    raise ConfigError(f"--mft_prototypes must be >= 1, got {config.num_prototypes}")
+    raise ConfigError(f"must be >= 1, got {config.num_prototypes}", field="mft_prototypes")
   bad = [l for l in config.corruption_layers or [] if not 1 <= l <= num_layers]
   if bad:
-    raise ConfigError(f"--corruption_layers {bad} are not layers of this {num_layers}-layer "
-                      f"model (1-based: 1..{num_layers})")
+    raise ConfigError(f"{bad} are not layers of this {num_layers}-layer "
+                      f"model (1-based: 1..{num_layers})", field="corruption_layers")
 
 
 class MFTObjective(objectives.CrossEntropy):

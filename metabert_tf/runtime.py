@@ -64,11 +64,11 @@ def prepare_output_dir(output_dir, overwrite):
   holds an earlier run's hyparams.txt, or nothing). Returns True when an earlier run's
   checkpoints are there to resume from."""
   if output_dir is None:
-    raise ConfigError("--output_dir is required")
+    raise ConfigError("is required", field="output_dir")
   if overwrite and os.path.isdir(output_dir):
     if os.listdir(output_dir) and not os.path.exists(os.path.join(output_dir, "hyparams.txt")):
-      raise ConfigError(f"--overwrite_output_dir: {output_dir} is not an output "
-                                  "directory of ours (no hyparams.txt); not deleting it")
+      raise ConfigError(f"{output_dir} is not an output directory of ours (no hyparams.txt); "
+                        "not deleting it", field="overwrite_output_dir")
     shutil.rmtree(output_dir)
   os.makedirs(output_dir, exist_ok=True)
   return tf.train.latest_checkpoint(os.path.join(output_dir, "ckpt")) is not None

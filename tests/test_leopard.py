@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from metabert_tf import backbones
 from metabert_tf import records
+from metabert_tf.errors import ConfigError
 from metabert_tf.errors import DataError
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
@@ -241,9 +242,9 @@ def test_task_sources_labels_and_sampling(tmp_path, tiny_google_dir):
     if source.is_smlmt:  # a whole block: support then query, in record order
       block = np.r_[episode.support, episode.query]
       assert (np.diff(block) == 1).all() and (block[0] - source.members[0]) % 12 == 0
-  with pytest.raises(DataError, match="never be sampled"):
+  with pytest.raises(ConfigError, match="never be sampled"):
     sources.SourceSampler(found, features["label_ids"], config, 0, 0.0)
-  with pytest.raises(DataError, match="no labeled source"):
+  with pytest.raises(ConfigError, match="no labeled source"):
     sources.SourceSampler(found[3:], features["label_ids"], config, 0, 0.5)
   with pytest.raises(DataError, match="tasks of 12 records"):
     sources.SourceSampler(found, features["label_ids"],

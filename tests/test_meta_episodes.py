@@ -4,7 +4,7 @@ import collections
 import numpy as np
 import pytest
 
-from metabert_tf.errors import DataError
+from metabert_tf.errors import ConfigError
 from metabert_tf.meta import episodes
 
 
@@ -54,7 +54,7 @@ def test_class_balanced_episodes():
 
 
 def test_errors():
-  with pytest.raises(DataError, match="fewer than num_support"):
+  with pytest.raises(ConfigError, match="fewer than num_support"):
     _sampler(episodes.EpisodeConfig(num_support=90, num_query=20))
-  with pytest.raises(DataError, match="both meta-training and test"):
+  with pytest.raises(ConfigError, match="both meta-training and test"):
     episodes.check_disjoint_domains(["books", "dvd"], ["dvd"])

@@ -11,7 +11,7 @@ import tensorflow as tf
 from metabert_tf import finetune_job
 from metabert_tf import predict
 from metabert_tf import training
-from metabert_tf.errors import DataError
+from metabert_tf.errors import ConfigError
 from metabert_tf.meta import fomaml
 from metabert_tf.meta import job as meta_job
 from metabert_tf.meta import leopard
@@ -67,9 +67,9 @@ def test_test_domains_are_never_meta_trained():
   domains, ids = ["a", "b", "c"], [0, 0, 0, 1, 1, 2, 2, 2, 2]
   assert meta_job.choose_domains(domains, ids, ["c"], 100, "data.json") == ["a", "b"]
   assert meta_job.choose_domains(domains, ids, ["c"], 1, "data.json") == ["b"]  # the smallest
-  with pytest.raises(DataError, match="not in data.json"):
+  with pytest.raises(ConfigError, match="not in data.json"):
     meta_job.choose_domains(domains, ids, ["z"], 100, "data.json")
-  with pytest.raises(DataError, match="no domain is left"):
+  with pytest.raises(ConfigError, match="no domain is left"):
     meta_job.choose_domains(domains, ids, ["a", "b", "c"], 100, "data.json")
 
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from metabert_tf.errors import DataError
+from metabert_tf.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -46,12 +46,12 @@ class EpisodeSampler:
     need = config.num_support + config.num_query
     for name in self.domains:
       if name not in domain_list:
-        raise DataError("--data", f"domain {name!r} is not in the data (have {domain_list})")
+        raise ConfigError(f"domain {name!r} is not in the data (have {domain_list})", field="data")
       members = np.flatnonzero((ids == domain_list.index(name)) & allowed)
       if len(members) < need:
         left = "" if exclude is None else " not excluded"
-        raise DataError("--data", f"domain {name!r} has {len(members)}{left} examples, fewer "
-                        f"than num_support + num_query = {need}")
+        raise ConfigError(f"domain {name!r} has {len(members)}{left} examples, fewer "
+                          f"than num_support + num_query = {need}", field="data")
       self.members[name] = members
     sizes = np.array([len(self.members[d]) for d in self.domains], np.float64)
     if config.domain_sampling == "proportional":
@@ -110,5 +110,5 @@ def _balanced_split(chosen, label_ids, n_support):
 def check_disjoint_domains(train_domains, test_domains):
   overlap = sorted(set(train_domains) & set(test_domains))
   if overlap:
-    raise DataError("--test_domains", f"domains {overlap} are both meta-training and test "
-                    "domains; test domains must never be seen in meta-training")
+    raise ConfigError(f"domains {overlap} are both meta-training and test domains; test "
+                      "domains must never be seen in meta-training", field="test_domains")

@@ -16,6 +16,7 @@ from metabert_tf import datasets
 from metabert_tf import io_utils
 from metabert_tf import model_spec
 from metabert_tf import runtime
+from metabert_tf.errors import ConfigError
 from metabert_tf.errors import DataError
 from metabert_tf.meta import algorithms
 from metabert_tf.meta import engine
@@ -47,11 +48,11 @@ def choose_domains(domain_list, domain_ids, test_domains, num_domain, source):
   sizes = {d: int(n) for d, n in zip(domain_list, counts) if n}
   unknown = sorted(set(test_domains) - set(sizes))
   if unknown:
-    raise DataError("--test_domains", f"domains {unknown} are not in {source} "
-                    f"(have {sorted(sizes)})")
+    raise ConfigError(f"domains {unknown} are not in {source} "
+                      f"(have {sorted(sizes)})", field="test_domains")
   rest = sorted((d for d in sizes if d not in test_domains), key=lambda d: (sizes[d], d))
   if not rest:
-    raise DataError("--test_domains", "no domain is left for meta-training")
+    raise ConfigError("no domain is left for meta-training", field="test_domains")
   return sorted(rest[:num_domain])
 
 
@@ -86,8 +87,10 @@ def _domain_inputs(job):
 def _source_inputs(job):
   """The LEOPARD family's tasks: every --data source, sampled by sources.SourceSampler."""
   if job.test_domains or job.meta_test_exclude:
-    raise DataError("--test_domains", f"{job.algorithm} meta-trains on task sources; held-out "
-                    "tasks are evaluated afterwards by fine-tuning (metabert_tf.harness)")
+    raise ConfigError(f"is for fomaml and reptile: {job.algorithm} meta-trains on task "
+                      "sources, and held-out tasks are evaluated afterwards by fine-tuning "
+                      "(python -m metabert_tf.experiments --protocol leopard)",
+                      field="test_domains")
   encoder = backbones.describe_backbone(job.bert_model, job.do_lower_case).input_encoder(
       job.max_seq_length)
   specs = [job.data] if isinstance(job.data, str) else list(job.data)

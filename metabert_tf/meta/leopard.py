@@ -182,10 +182,11 @@ class Algorithm(base.Algorithm):
 
   def __init__(self, config):
     if config.SGD_K != 1:
-      raise ConfigError(f"--SGD_K {config.SGD_K}: only 1 (one learned rate per group, as in "
-                        "every released LEOPARD/SMLMT run) is supported")
+      raise ConfigError(f"{config.SGD_K}: only 1 (one learned rate per group, as in "
+                        "every released LEOPARD/SMLMT run) is supported", field="SGD_K")
     if config.average_query_every < 1:
-      raise ConfigError(f"--average_query_every must be >= 1, got {config.average_query_every}")
+      raise ConfigError(f"must be >= 1, got {config.average_query_every}",
+                        field="average_query_every")
     super().__init__(config)
     self.averaged = (config.warp_layers if config.average_query_loss is None
                      else config.average_query_loss)

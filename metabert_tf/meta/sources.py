@@ -18,6 +18,7 @@ import numpy as np
 from metabert_tf import datasets
 from metabert_tf import records
 from metabert_tf.data import readers
+from metabert_tf.errors import ConfigError
 from metabert_tf.errors import DataError
 from metabert_tf.meta import episodes
 
@@ -50,7 +51,8 @@ class SourceSampler:
         raise DataError(source.name, f"{len(source.members)} examples, fewer than "
                         f"--num_support + --num_query = {need}")
     if not 0.0 <= pretrain_task_weight <= 1.0:
-      raise DataError("--pretrain_task_weight", f"must be in [0, 1], got {pretrain_task_weight}")
+      raise ConfigError(f"must be in [0, 1], got {pretrain_task_weight}",
+                        field="pretrain_task_weight")
     sizes = np.array([s.size or len(s.members) for s in self.sources], np.float64)
     weights = np.sqrt(sizes) if sqrt_sampling else np.ones_like(sizes)
     smlmt = np.array([s.is_smlmt for s in self.sources])
@@ -58,11 +60,11 @@ class SourceSampler:
                                  ("labeled", ~smlmt, 1.0 - pretrain_task_weight)):
       names = [s.name for s, p in zip(self.sources, present) if p]
       if names and share == 0.0:
-        raise DataError("--data", f"{kind} sources {names} would never be sampled with "
-                        f"--pretrain_task_weight {pretrain_task_weight}")
+        raise ConfigError(f"{kind} sources {names} would never be sampled with "
+                          f"--pretrain_task_weight {pretrain_task_weight}", field="data")
       if share > 0.0 and not names:
-        raise DataError("--data", f"--pretrain_task_weight {pretrain_task_weight} gives "
-                        f"{kind} tasks a share of {share:g}, but no {kind} source is given")
+        raise ConfigError(f"--pretrain_task_weight {pretrain_task_weight} gives {kind} tasks "
+                          f"a share of {share:g}, but no {kind} source is given", field="data")
       if names:
         weights[present] *= share / weights[present].sum()
     self.probs = weights / weights.sum()
