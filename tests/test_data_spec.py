@@ -50,7 +50,7 @@ def test_parse_data_spec(tmp_path):
 
 @pytest.mark.parametrize("spec, what", [
     ("x.tsv:txt=1", "unknown data spec key 'txt' (known: text, text_b, label, domain, header, "
-     "delimiter, format)"),
+     "delimiter, format, label_maps)"),
     ("x.tsv:header=yes", "header=yes: expected header=none"),
     ("x.tsv:delimiter=colon", "delimiter=colon: expected tab, comma, semicolon, pipe or one"),
     ("x.tsv:format=xml", "format=xml: expected one of csv, tsv, json, jsonl"),

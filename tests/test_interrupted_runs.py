@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from metabert_tf import cli
+from metabert_tf import runtime
 from metabert_tf import io_utils
 from tests import killable
 from tests.conftest import REPO_DIR
@@ -76,8 +76,9 @@ def _alive(pid):
 def test_grid_cells_die_with_a_killed_parent(tmp_path):
   pid_file = str(tmp_path / "cell.pid")
   # A grid driver in miniature: its one cell is `python -m tests.killable sleep PID_FILE`.
-  script = ("import sys; from metabert_tf import cli; "
-            f"cli.run_cells_in_children('tests.killable', [('cell', [])], {str(tmp_path)!r})")
+  script = ("import sys; from metabert_tf.experiments import grid; "
+            f"grid.run_in_child({str(tmp_path)!r}, 0, 'cell', "
+            f"argv=['-m', 'tests.killable', 'sleep', {pid_file!r}])")
   parent = subprocess.Popen([sys.executable, "-c", script, "sleep", pid_file], cwd=REPO_DIR,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
   try:
@@ -98,5 +99,5 @@ def test_grid_cells_die_with_a_killed_parent(tmp_path):
 def test_a_cell_whose_parent_died_before_prctl_exits_at_once():
   not_the_parent = 1  # as if the parent had died and the child had been handed to init
   proc = subprocess.run([sys.executable, "-c", "import time; time.sleep(60)"], timeout=30,
-                        preexec_fn=cli.die_with_parent(parent=not_the_parent))
+                        preexec_fn=runtime.die_with_parent(parent=not_the_parent))
   assert proc.returncode == 1
