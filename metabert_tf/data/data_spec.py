@@ -66,6 +66,8 @@ def _value(spec, key, value):
     if value != "none":
       raise DataError(spec, f"header={value}: expected header=none (the default is a header row)")
     return value
+  if key == "label_maps":  # a path: the LEOPARD label_maps.json of a tf_record's task
+    return value
   if key == "format":
     if value not in FORMATS:
       raise DataError(spec, f"format={value}: expected one of {', '.join(FORMATS)}")

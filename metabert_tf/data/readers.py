@@ -137,9 +137,12 @@ def read_examples(spec, text_field=None, label_field=None, text_b_field=None, do
     return _read_delimited(path, fields, delimiter or _DELIMITERS[ext],
                            options.get("header") != "none", required)
   if ext in (".tf_record", ".tfrecord"):
+    if set(options) - {"label_maps"}:
+      raise DataError(path, f"data spec options ({', '.join(options)}) apply to CSV, TSV and "
+                      "JSON files only (a tf_record takes label_maps=)")
     if "label_maps" in options:  # PATH.tf_record:label_maps=leopard/label_maps.json
       label_map = load_leopard_label_map(options["label_maps"], task_from_filename(path))
-    return read_leopard_tf_record(plain_path(spec), label_map, vocab_file)
+    return read_leopard_tf_record(path, label_map, vocab_file)
   raise DataError(path, f"unknown extension '{ext}' (expected .json, .jsonl, .csv, .tsv, "
                   ".tf_record or a directory of <domain>/*.review; or give PATH:format=...)")
 
