@@ -45,8 +45,11 @@ def classification_metrics(labels, predictions):
     fp = np.sum((predictions == c) & (labels != c))
     fn = np.sum((predictions != c) & (labels == c))
     f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+  counts = {int(c): int(n) for c, n in zip(*np.unique(predictions, return_counts=True))}
   return {"accuracy": float(np.mean(labels == predictions)), "macro_f1": float(np.mean(f1s)),
-          "num_examples": int(len(labels))}
+          "num_examples": int(len(labels)), "predicted_class_counts": counts,
+          # A model that did not learn often predicts one class for everything.
+          "predicts_one_class": len(counts) == 1 and len(set(labels.tolist())) > 1}
 
 
 def mean_std_summary(accuracies):
@@ -73,9 +76,17 @@ def paired_gains(accuracies, baseline):
           for method, by_setting in accuracies.items() if method != baseline}
 
 
+def did_not_learn(results):
+  """A run's results.json says its model did not learn: its training loss did not fall, or it
+  predicts one class for every eval example. Tables mark such runs; they are not results."""
+  return results.get("train_loss_fell") is False or bool(results.get("predicts_one_class"))
+
+
 def _cell(stats, paired):
   if not paired:
-    return f"{100 * stats['mean']:.1f} +- {100 * stats['std']:.1f}"
+    mark = (f" ({stats['not_learned']}/{stats['n']} did not learn)"
+            if stats.get("not_learned") else "")
+    return f"{100 * stats['mean']:.1f} +- {100 * stats['std']:.1f}{mark}"
   wins = sum(gain > 0 for gain in stats["accuracies"])
   return f"{100 * stats['mean']:+.1f} +- {100 * stats['std']:.1f} ({wins}/{stats['n']} > 0)"
 

@@ -9,11 +9,13 @@ The loss is a hook (`objective`, see objectives.py): plain fine-tuning, MFT and 
 multi-domain baselines share this loop and differ only in their objective.
 """
 import dataclasses
+import json
 import math
 import os
 import time
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 from official.nlp import optimization
 from tqdm import tqdm
@@ -78,6 +80,7 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
   writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
             if runtime.is_chief(strategy) else tf.summary.create_noop_writer())
   save_every = config.save_every_steps or steps_per_epoch
+  trend = LossTrend(output_dir, total_steps, steps_per_epoch, runtime.is_chief(strategy))
   start = time.time()
   examples_seen = 0
   with runtime.chief_keeps(ckpt_dir, strategy) as save_dir, writer.as_default(), tqdm(
@@ -98,6 +101,7 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
         step.assign_add(1)
         s = int(step.numpy())
         tf.summary.scalar("train/loss", loss, step=s)
+        trend.add(s, loss)
         bar.update(1)
         bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}")
         if s == total_steps:
@@ -108,7 +112,39 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
   logging.info("Fine-tuned %d steps in %.1fs", total_steps, seconds)
   return {"train_steps": total_steps, "train_seconds": seconds,
           "train_examples_per_second": examples_seen / seconds if seconds > 0 else None,
-          "checkpoint": tf.train.latest_checkpoint(ckpt_dir)}
+          "checkpoint": tf.train.latest_checkpoint(ckpt_dir), **trend.summary()}
+
+
+class LossTrend:
+  """The training loss at the start (mean of the first `window` steps) and at the end (the
+  last `window`), window = min(one epoch, a fifth of the run): whether a run learned anything.
+  The first window is kept in output_dir/train_loss.json, so a resumed run still knows it."""
+
+  def __init__(self, output_dir, total_steps, steps_per_epoch, write):
+    self.window = max(1, min(steps_per_epoch, total_steps // 5))
+    self.total_steps, self.write = total_steps, write
+    self.path = os.path.join(output_dir, "train_loss.json")
+    self.first, self.last = [], []
+    if os.path.exists(self.path):
+      with open(self.path, encoding="utf-8") as f:
+        saved = json.load(f)
+      self.first, self.last = saved["first"], saved.get("last", [])
+
+  def add(self, step, loss):
+    if step <= self.window and len(self.first) < self.window:
+      self.first.append(loss)
+    if step > self.total_steps - self.window:
+      self.last.append(loss)
+    if self.write and (step == self.window or step == self.total_steps):
+      io_utils.atomic_write_json(self.path, {"first": self.first, "last": self.last})
+
+  def summary(self):
+    if not self.first or not self.last:
+      return {}
+    first, last = float(np.mean(self.first)), float(np.mean(self.last))
+    # Fell: by more than rounding (0.1%), whichever kernels summed the batch.
+    return {"train_loss_first": first, "train_loss_last": last,
+            "train_loss_fell": last < first * (1 - 1e-3)}
 
 
 def _save_final(weights, directory, step):

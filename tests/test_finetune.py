@@ -37,6 +37,9 @@ def test_finetune_learns_and_writes_outputs(tmp_path, tiny_google_dir, toy_task,
   assert results["accuracy"] >= 0.9, results
   assert results["label_list"] == ["negative", "positive"]
   assert results["train_steps"] == 16 * 3
+  # The guard's record: the training loss fell, and the model predicts both classes.
+  assert results["train_loss_fell"] and results["train_loss_last"] < results["train_loss_first"]
+  assert not results["predicts_one_class"] and len(results["predicted_class_counts"]) == 2
   saved = json.load(open(tmp_path / "run/results.json"))
   assert saved["accuracy"] == results["accuracy"]
   assert tf.train.latest_checkpoint(str(tmp_path / "run/ckpt")).endswith("finetune-48")

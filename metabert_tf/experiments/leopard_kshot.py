@@ -87,16 +87,23 @@ def run_cell(config, cell):
 
 
 def report(config, cells_run):
-  accuracies = {}
+  accuracies, not_learned = {}, {}
   for cell in cells_run:
     task, k = cell.key
-    accuracies.setdefault(task, {})[k] = [
-        grid.read_results(_run_dir(config, task, k, f))["accuracy"] for f in range(config.splits)]
+    runs = [grid.read_results(_run_dir(config, task, k, f)) for f in range(config.splits)]
+    accuracies.setdefault(task, {})[k] = [r["accuracy"] for r in runs]
+    not_learned[(task, str(k))] = sum(evaluation.did_not_learn(r) for r in runs)
   summary = evaluation.mean_std_summary(accuracies)
+  for task, by_k in summary.items():  # the guard: runs whose model did not learn, counted
+    for k, stats in by_k.items():
+      stats["not_learned"] = not_learned[(task, k)]
   io_utils.atomic_write_json(os.path.join(config.output_dir, "summary.json"), summary)
   rows = {f"{task} | {config.label}": by_k for task, by_k in summary.items()}
   table = evaluation.markdown_table(rows, [str(k) for k in config.ks], first="task | method",
                                     column_names=[f"K={k}" for k in config.ks])
+  if any(not_learned.values()):
+    table += ("\n(m/n did not learn): m of the n runs ended with a training loss no lower than at "
+              "the start, or predict one class for every eval example.\n")
   io_utils.atomic_write_text(os.path.join(config.output_dir, "results.md"), table)
   plots.accuracy_by_k(summary, config.label, os.path.join(config.output_dir, "results.png"))
   return table

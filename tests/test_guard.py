@@ -1,0 +1,53 @@
+"""The guard for users (issue 18): every fine-tuning run records whether its training loss fell
+and whether it predicts one class for everything; the LEOPARD table marks such runs."""
+import json
+import os
+
+from metabert_tf import evaluation
+from metabert_tf import finetune_job
+from metabert_tf import training
+from metabert_tf.experiments import grid
+from metabert_tf.experiments import leopard_kshot
+from tests import tiny_models
+
+
+def test_one_class_predictions_are_named():
+  one = evaluation.classification_metrics([0, 1, 1, 0], [1, 1, 1, 1])
+  assert one["predicts_one_class"] and one["predicted_class_counts"] == {1: 4}
+  both = evaluation.classification_metrics([0, 1, 1, 0], [0, 1, 1, 1])
+  assert not both["predicts_one_class"] and both["predicted_class_counts"] == {0: 1, 1: 3}
+
+
+def test_a_run_that_does_not_learn_says_so(tmp_path, tiny_google_dir):
+  # One batch holds the whole training set, so every step sees the same loss; at a learning
+  # rate of ~0 it cannot fall.
+  paths = tiny_models.write_toy_task(str(tmp_path / "task"), n_per_label=4)
+  results = finetune_job.run_job(finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "still"), train_path=paths["train"], eval_path=paths["eval"],
+      bert_model=tiny_google_dir, max_seq_length=16, dropout=False,
+      train=training.FinetuneConfig(epochs=5, batch_size=8, learning_rate=1e-12,
+                                    warmup_proportion=0.0, progress=False)))
+  assert results["train_loss_fell"] is False
+  assert abs(results["train_loss_first"] - results["train_loss_last"]) < 1e-5
+  assert evaluation.did_not_learn(results)
+  # A finished run, re-run, reports the same (the first window was saved beside it).
+  again = finetune_job.run_job(finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "still"), train_path=paths["train"], eval_path=paths["eval"],
+      bert_model=tiny_google_dir, max_seq_length=16, dropout=False,
+      train=training.FinetuneConfig(epochs=5, batch_size=8, learning_rate=1e-12,
+                                    warmup_proportion=0.0, progress=False)))
+  assert again["train_loss_first"] == results["train_loss_first"]
+
+
+def test_the_leopard_table_marks_runs_that_did_not_learn(tmp_path):
+  config = leopard_kshot.Config(data_dir=str(tmp_path), output_dir=str(tmp_path / "out"),
+                                tasks=["t"], ks=[4], splits=3, label="m")
+  runs = [dict(accuracy=0.5, train_loss_fell=False), dict(accuracy=0.7, train_loss_fell=True),
+          dict(accuracy=0.5, train_loss_fell=True, predicts_one_class=True)]
+  for split, results in enumerate(runs):
+    run_dir = tmp_path / "out" / f"t_k4_s{split}"
+    os.makedirs(run_dir)
+    (run_dir / "results.json").write_text(json.dumps(results))
+  table = leopard_kshot.report(config, [grid.Cell("t, K=4", ("t", 4))])
+  assert "| t | m | 56.7 +- 9.4 (2/3 did not learn) |" in table
+  assert json.load(open(tmp_path / "out/summary.json"))["t"]["4"]["not_learned"] == 2
