@@ -52,6 +52,9 @@ flags.DEFINE_bool("leopard_head", True, "From a leopard/smlmt/hybrid_smlmt check
                   "the class weights from the first batch and train with the learned per-layer "
                   "rates (--noleopard_head: plain fine-tuning of its encoder, new dense head, "
                   "AdamW).")
+flags.DEFINE_enum("head_init", "random", list(finetune_job.HEAD_INITS), "The dense head's "
+                  "start: random (N(0, 0.02)), or prototypes (W_c = 2 mu_c, b_c = -|mu_c|^2 "
+                  "from the training examples' features: the nearest class mean, ProtoMAML's).")
 flags.DEFINE_string("per_k_config", None, "With --task/--k: epochs and batch size from this JSON "
                     "(configs/leopard_per_k.json: {method: {K: [epochs, batch] per class}}) x N, "
                     "instead of --epochs/--batch_size.")
@@ -126,6 +129,7 @@ def run():
           save_every_steps=FLAGS.save_every_steps, seed=FLAGS.seed, progress=FLAGS.progress),
       eval_batch_size=FLAGS.eval_batch_size, precision=FLAGS.precision, pooling=FLAGS.pooling,
       allow_unseen_eval_labels=FLAGS.allow_unseen_eval_labels, leopard_head=FLAGS.leopard_head,
+      head_init=FLAGS.head_init,
       export_dir=(FLAGS.export_dir or os.path.join(FLAGS.output_dir, "export"))
       if FLAGS.export else None)
   results = finetune_job.run_job(job, strategy)

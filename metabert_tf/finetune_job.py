@@ -10,6 +10,7 @@ import time
 from typing import Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from metabert_tf import backbones
@@ -22,8 +23,12 @@ from metabert_tf import io_utils
 from metabert_tf import model_spec
 from metabert_tf import runtime
 from metabert_tf import training
+from metabert_tf.errors import ConfigError
 from metabert_tf.errors import DataError
 from metabert_tf.meta import algorithms
+
+
+HEAD_INITS = ("random", "prototypes")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -42,6 +47,10 @@ class FinetuneJob(model_spec.ModelSpec):
   # Zero-shot with no trained classifier scores a random head: refused, unless a protocol asks
   # for that chance baseline on purpose (Meta-BERT's zero-shot row of plain BERT).
   allow_random_head: bool = False
+  # The dense head's start: "random" (Google BERT's N(0, 0.02)) or "prototypes" (ProtoMAML's
+  # W_c = 2 mu_c, b_c = -|mu_c|^2 from the training examples' features: a nearest-class-mean
+  # classifier before the first step).
+  head_init: str = "random"
 
 
 def restores_head(backbone, label_list):
@@ -58,6 +67,21 @@ def build_classifier(strategy, backbone, label_list, pooling, dropout=True):
       tf.train.Checkpoint(head=model.head).read(backbone.checkpoint_prefix).expect_partial()
       logging.info("Classifier head restored from %s", backbone.checkpoint_prefix)
   return model
+
+
+def init_head_from_prototypes(model, features, num_labels, batch_size=64):
+  """Sets the dense head to W_c = 2 mu_c, b_c = -|mu_c|^2, mu_c the mean sentence feature of
+  the class-c training examples: logits_c = -|x - mu_c|^2 + |x|^2, so the untrained model
+  already classifies by the nearest class mean (ProtoMAML's start, Triantafillou et al. 2020)."""
+  pooled = evaluation.predict_logits(model, features, batch_size, progress=False,
+                                     forward=lambda m, batch: m.encode(batch)[0])
+  pooled = np.asarray(pooled, np.float32)  # bfloat16 under mixed precision
+  labels = features["label_ids"]
+  means = np.stack([pooled[labels == c].mean(0) if (labels == c).any()
+                    else np.zeros(pooled.shape[1]) for c in range(num_labels)])
+  kernel, bias = model.head.kernel, model.head.bias
+  kernel.assign(tf.cast(2.0 * means.T, kernel.dtype))
+  bias.assign(tf.cast(-np.sum(means ** 2, axis=1), bias.dtype))
 
 
 def check_zero_shot(job, backbone, label_list):
@@ -84,6 +108,9 @@ def check_zero_shot(job, backbone, label_list):
 def run_job(job: FinetuneJob, strategy=None):
   """Runs `job`; returns (and writes to output_dir/results.json) its results."""
   strategy = strategy or tf.distribute.get_strategy()
+  if job.head_init not in HEAD_INITS:
+    raise ConfigError(f"must be one of {', '.join(HEAD_INITS)}, got {job.head_init!r}",
+                      field="head_init")
   if runtime.is_chief(strategy):  # what a killed run left half-written (ckpt/: see training)
     io_utils.remove_leftovers(job.output_dir)
     if job.export_dir:
@@ -139,7 +166,7 @@ def run_job(job: FinetuneJob, strategy=None):
   results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
              "train_file": job.train_path,
              "eval_file": job.eval_path, "precision": job.precision,
-             "train_config": dataclasses.asdict(job.train),
+             "train_config": dataclasses.asdict(job.train), "head_init": job.head_init,
              "head": "random" if zero_shot and not restores_head(backbone, label_list)
                      and not by_leopard else "trained"}
   if not zero_shot:
@@ -152,7 +179,10 @@ def run_job(job: FinetuneJob, strategy=None):
           rates, steps, job.train.warmup_proportion)
       if not tf.train.latest_checkpoint(os.path.join(job.output_dir, "ckpt")):  # not a resume
         recipe.generate_class_rows(model, train_features, job.train.batch_size,
-                                             job.train.seed)
+                                   job.train.seed)
+    elif job.head_init == "prototypes" and not restores_head(backbone, label_list) and not (
+        tf.train.latest_checkpoint(os.path.join(job.output_dir, "ckpt"))):
+      init_head_from_prototypes(model, train_features, len(label_list), job.eval_batch_size)
     results.update(training.finetune(strategy, model, train_features, job.output_dir, job.train,
                                      metadata, make_optimizer=make_optimizer,
                                      variables=variables))

@@ -1,10 +1,17 @@
 """The guard for users (issue 18): every fine-tuning run records whether its training loss fell
-and whether it predicts one class for everything; the LEOPARD table marks such runs."""
+and whether it predicts one class for everything; the LEOPARD table marks such runs. And the
+prototype start of a dense head."""
 import json
 import os
 
+import numpy as np
+import tensorflow as tf
+
+from metabert_tf import backbones
+from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
+from metabert_tf import records
 from metabert_tf import training
 from metabert_tf.experiments import grid
 from metabert_tf.experiments import leopard_kshot
@@ -51,3 +58,27 @@ def test_the_leopard_table_marks_runs_that_did_not_learn(tmp_path):
   table = leopard_kshot.report(config, [grid.Cell("t, K=4", ("t", 4))])
   assert "| t | m | 56.7 +- 9.4 (2/3 did not learn) |" in table
   assert json.load(open(tmp_path / "out/summary.json"))["t"]["4"]["not_learned"] == 2
+
+
+def test_a_prototype_head_starts_as_the_nearest_class_mean(tmp_path, tiny_google_dir):
+  """--head_init prototypes: W_c = 2 mu_c, b_c = -|mu_c|^2, so before any learning the model
+  predicts the class whose mean training feature is nearest (checked against numpy)."""
+  paths = tiny_models.write_toy_task(str(tmp_path / "task"), n_per_label=6)
+  results = finetune_job.run_job(finetune_job.FinetuneJob(
+      output_dir=str(tmp_path / "proto"), train_path=paths["train"], eval_path=paths["eval"],
+      bert_model=tiny_google_dir, max_seq_length=16, dropout=False, head_init="prototypes",
+      train=training.FinetuneConfig(epochs=1, batch_size=4, learning_rate=1e-12,
+                                    warmup_proportion=0.0, progress=False)))
+  backbone = backbones.load_backbone(tiny_google_dir, dropout=False)
+  model = finetune_job.build_classifier(tf.distribute.get_strategy(), backbone,
+                                        results["label_list"], results["pooling"], dropout=False)
+  encoder = backbone.input_encoder(16)
+  feats = {p: records.encode(datasets.read(paths[p]), encoder, results["label_list"])
+           for p in ("train", "eval")}
+  pooled = {p: np.asarray(model.encode(
+      {k: tf.constant(v) for k, v in f.items() if k in records.MODEL_INPUTS})[0])
+      for p, f in feats.items()}
+  means = np.stack([pooled["train"][feats["train"]["label_ids"] == c].mean(0) for c in (0, 1)])
+  nearest = np.argmin(((pooled["eval"][:, None] - means[None]) ** 2).sum(-1), axis=1)
+  assert results["head_init"] == "prototypes"
+  assert results["accuracy"] == np.mean(nearest == feats["eval"]["label_ids"])

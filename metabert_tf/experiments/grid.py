@@ -77,6 +77,10 @@ def start(protocol, config):
     with open(path, encoding="utf-8") as f:
       old = json.load(f)
     free = set(protocol.FREE_FIELDS) | set(ALWAYS_FREE)
+    # A setting added since that run, and at its default, computes what the run on disk did.
+    defaults = dataclasses.asdict(protocol.Config())
+    free |= {name for name in new["config"]
+             if name not in old["config"] and new["config"][name] == defaults.get(name)}
     if old.get("protocol") != protocol.NAME:
       raise ConfigError(f"{out} holds a {old.get('protocol')} experiment, not {protocol.NAME}: "
                         "give another --output_dir")

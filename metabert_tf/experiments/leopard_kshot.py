@@ -47,6 +47,8 @@ class Config:
   per_k_method: str = setting("leopard", "Which method's settings of per_k_config.")
   leopard_head: bool = setting(True, "A LEOPARD-family bert_model gets its generated class rows "
                                "and learned rates (false: plain fine-tuning of its encoder).")
+  head_init: str = setting("random", "The dense head's start (run_finetune.py --head_init).",
+                           ["random", "prototypes"])
   process_per_cell: bool = setting(True, "Run each (task, K) in a child process.")
 
 
@@ -80,7 +82,7 @@ def run_cell(config, cell):
       finetune_job.run_job(finetune_job.FinetuneJob(
           output_dir=run_dir, train_path=train, eval_path=evals, bert_model=config.bert_model,
           max_seq_length=config.max_seq_length, precision=config.precision,
-          pooling=config.pooling, leopard_head=config.leopard_head,
+          pooling=config.pooling, leopard_head=config.leopard_head, head_init=config.head_init,
           train=recipe.config(datasets.read(train), config.seed, k)))
     grid.reuse_or_run(run_dir, work)
     grid.drop_checkpoints(run_dir, config.keep_checkpoints)
