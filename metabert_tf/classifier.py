@@ -63,18 +63,33 @@ class GeneratedSoftmaxHead(tf_keras.layers.Layer):
   in `class_rows` [max_classes, feature_size + 1]. The rows are generated from labeled examples:
   row c = the mean of g(x) over the examples of class c, g a second MLP H -> H/2 (tanh) ->
   feature_size + 1 (`generate`). Meta-training adapts the rows per task (they are then not
-  trainable weights of the meta-model); a fine-tuned model trains them like any head."""
+  trainable weights of the meta-model); a fine-tuned model trains them like any head.
+
+  `init="released"` is the original's: h and g plain MLPs from N(0, 0.02), so the rows and the
+  logits start near zero. `init="prototypes"` starts from a working classifier: h and g are
+  residual, h(p) = p + MLP_h(p) and g(p) = [p | 0] + MLP_g(p) with each MLP's last layer at
+  zero, and a generated row [m_c | b_c] (m_c = mean g_w) is used as [2 m_c | b_c - |m_c|^2]:
+  at step 0, logits_c = 2 p . mu_c - |mu_c|^2 = |p|^2 - |p - mu_c|^2, the nearest class mean of
+  the generating batch (ProtoMAML's start); feature_size is then the hidden size."""
+
+  INITS = ("prototypes", "released")
 
   def __init__(self, hidden_size, max_classes, feature_size=256, rows_trainable=False,
-               initializer_range=0.02, name="generated_softmax_head", **kwargs):
+               initializer_range=0.02, init="released", name="generated_softmax_head", **kwargs):
     # A fixed name: the learner copy pairs by name. float32: the class rows and the logits stay
     # float32 under mixed precision (the MLPs follow the global policy).
     super().__init__(name=name, dtype="float32", **kwargs)
-    init = lambda: tf_keras.initializers.TruncatedNormal(stddev=initializer_range)  # noqa: E731
+    if init not in self.INITS:
+      raise ValueError(f"init must be one of {self.INITS}, got {init!r}")
+    self.init = init
+    if init == "prototypes":
+      feature_size = hidden_size
+    normal = lambda: tf_keras.initializers.TruncatedNormal(stddev=initializer_range)  # noqa: E731
+    last = normal if init == "released" else (lambda: "zeros")
     mlp = lambda name, out: [  # noqa: E731
-        tf_keras.layers.Dense(hidden_size // 2, "tanh", kernel_initializer=init(),
+        tf_keras.layers.Dense(hidden_size // 2, "tanh", kernel_initializer=normal(),
                               name=f"{name}_0"),
-        tf_keras.layers.Dense(out, kernel_initializer=init(), name=f"{name}_1")]
+        tf_keras.layers.Dense(out, kernel_initializer=last(), name=f"{name}_1")]
     self.task_mlp = mlp("task_mlp", feature_size)
     self.generator = mlp("generator", feature_size + 1)
     self.max_classes, self.feature_size = max_classes, feature_size
@@ -93,13 +108,22 @@ class GeneratedSoftmaxHead(tf_keras.layers.Layer):
 
   def call(self, pooled):
     features = tf.cast(_mlp(self.task_mlp, pooled), tf.float32)
+    if self.init == "prototypes":
+      features += tf.cast(pooled, tf.float32)
     return tf.matmul(features, self.class_rows[:, :-1], transpose_b=True) + self.class_rows[:, -1]
 
   def generate(self, pooled, labels):
     """Class rows [max_classes, feature_size + 1]: the mean generator output over the examples
-    of each class (zeros for a class without examples)."""
+    of each class (zeros for a class without examples); with init="prototypes" used as
+    [2 m_c | b_c - |m_c|^2] (the class docstring)."""
     out = tf.cast(_mlp(self.generator, pooled), tf.float32)
-    return tf.math.unsorted_segment_mean(out, labels, self.max_classes)
+    if self.init == "prototypes":
+      out += tf.pad(tf.cast(pooled, tf.float32), [[0, 0], [0, 1]])
+    rows = tf.math.unsorted_segment_mean(out, labels, self.max_classes)
+    if self.init == "prototypes":
+      means, bias = rows[:, :-1], rows[:, -1:]
+      rows = tf.concat([2.0 * means, bias - tf.reduce_sum(means ** 2, -1, keepdims=True)], -1)
+    return rows
 
 
 def _mlp(layers, x):

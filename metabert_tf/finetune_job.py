@@ -159,7 +159,7 @@ def run_job(job: FinetuneJob, strategy=None):
     raise DataError(job.bert_model, "a model fine-tuned from a LEOPARD-family checkpoint has no "
                     "learned rates: fine-tune from the meta-trained checkpoint")
   # Outside the scope: a string variable cannot be mirrored (no string collectives).
-  head = {"head": recipe.HEAD} if by_leopard else {}
+  head = {"head": recipe.HEAD, "head_init": model.head.init} if by_leopard else {}
   metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
                                            label_list, job.max_seq_length, pooling=pooling,
                                            stage="finetune", **head)

@@ -54,6 +54,13 @@ class LearnedRateSGD(tf_keras.optimizers.legacy.SGD):
     return tf.raw_ops.ResourceScatterAdd(resource=var.handle, indices=indices,
                                          updates=-rate * grad)
 
+  def _resource_apply_sparse_duplicate_indices(self, grad, handle, indices, **kwargs):
+    # Keras' SGD overrides this with its own update at the schedule's rate, which would skip
+    # the learned rate of the embeddings (sparse gradients): sum duplicates, then ours.
+    unique, positions = tf.unique(indices)
+    summed = tf.math.unsorted_segment_sum(grad, positions, tf.shape(unique)[0])
+    return self._resource_apply_sparse(summed, handle, unique, **kwargs)
+
 
 def build(strategy, backbone, num_classes, pooling, dropout=True):
   """(the classifier, {variable key: learned rate}, the variables to train) from a
@@ -63,12 +70,13 @@ def build(strategy, backbone, num_classes, pooling, dropout=True):
   prefix = backbone.checkpoint_prefix
   reader = tf.train.load_checkpoint(prefix)
   rows_shape = reader.get_variable_to_shape_map()["head/class_rows/.ATTRIBUTES/VARIABLE_VALUE"]
+  fine_tuned = meta.get("head") == HEAD
+  init = meta.get("head_init", "released") if fine_tuned else meta_config(meta).head_init
   with strategy.scope():
     head = classifier.GeneratedSoftmaxHead(backbone.config.hidden_size, num_classes,
-                                           rows_shape[1] - 1, rows_trainable=True)
+                                           rows_shape[1] - 1, rows_trainable=True, init=init)
     model = classifier.Classifier(backbone.encoder, num_classes, pooling=pooling,
                                   dropout_rate=0.1 if dropout else 0.0, head=head).build_all()
-  fine_tuned = meta.get("head") == HEAD
   if fine_tuned and rows_shape[0] != num_classes:
     raise ConfigError(f"{prefix}: a fine-tuned model of {rows_shape[0]} classes; fine-tune from "
                      "the meta-trained checkpoint for a task of another label list")
@@ -101,9 +109,9 @@ def build(strategy, backbone, num_classes, pooling, dropout=True):
 def meta_config(meta):
   """The leopard.Config a checkpoint was meta-trained with (older checkpoints record only
   warp_layers: the rest at its defaults)."""
-  if meta.get("algorithm_config"):
-    return leopard.Config(**meta["algorithm_config"])
-  return leopard.Config(warp_layers=bool(meta.get("warp_layers")))
+  if meta.get("algorithm_config"):  # checkpoints from before head_init had the released head
+    return leopard.Config(**{"head_init": "released", **meta["algorithm_config"]})
+  return leopard.Config(warp_layers=bool(meta.get("warp_layers")), head_init="released")
 
 
 def optimizer(rates, total_steps, warmup_proportion=0.1):

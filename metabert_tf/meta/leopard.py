@@ -75,7 +75,11 @@ class Config:  # field names are the original's flag names
   average_query_loss: Optional[bool] = None  # None: on with warp_layers (the original)
   average_query_every: int = 3      # 3 and True: the released meta-training command's
   weight_query_loss: bool = True
-  label_emb_size: int = 256
+  label_emb_size: int = 256          # the task features' size (released head only)
+  # The head's start (classifier.GeneratedSoftmaxHead): "prototypes", a nearest-class-mean
+  # classifier from the first meta-step (residual h and g, ProtoMAML's rows); "released", the
+  # original's MLPs from N(0, 0.02), whose rows and logits start near zero.
+  head_init: str = "prototypes"
   # The task stream (sources.py): the share of SMLMT tasks (0: LEOPARD, 1: SMLMT, 0.5: Hybrid),
   # sources drawn ~ sqrt(size) or uniformly, and a cap on each labeled source's examples (0: all).
   pretrain_task_weight: float = 0.0
@@ -196,7 +200,8 @@ class Algorithm(base.Algorithm):
 
   def build_model(self, encoder, max_classes, pooling, dropout_rate):
     head = classifier.GeneratedSoftmaxHead(encoder.get_config()["hidden_size"], max_classes,
-                                           self.config.label_emb_size)
+                                           self.config.label_emb_size,
+                                           init=self.config.head_init)
     return classifier.Classifier(encoder, max_classes, pooling=pooling,
                                  dropout_rate=dropout_rate, head=head).build_all()
 
