@@ -37,6 +37,7 @@ from metabert_tf.meta import algorithms
 from metabert_tf.meta import engine
 from metabert_tf.meta import episodes
 from metabert_tf.meta import job as meta_job
+from metabert_tf.meta import leopard
 from metabert_tf.meta import reptile
 
 cli.define_common_flags()
@@ -105,6 +106,10 @@ flags.DEFINE_bool("data_sqrt_sampling", True, "Sample sources ~ sqrt(size), else
 flags.DEFINE_integer("max_examples_per_source", 0, "Read at most this many examples of each "
                      "labeled source (a seeded sample; 0: all); its sampling weight stays "
                      "sqrt(full size).")
+flags.DEFINE_enum("head_init", None, list(leopard.HEAD_INITS),
+                  "The generated head's start: prototypes (default: a nearest-class-mean "
+                  "classifier from the first meta-step) or released (the original's MLPs, whose "
+                  "rows and logits start near zero).")
 flags.DEFINE_integer("label_emb_size", 256, "Task-feature size of the generated softmax.")
 flags.mark_flags_as_required(["data", "output_dir"])
 flag_rules.register()  # every numeric and list flag's bounds
@@ -116,7 +121,7 @@ LEOPARD_FLAGS = ["train_lr", "meta_batchsz", "num_batches", "SGD_K", "warp_layer
                  "min_layer_with_grad", "train_word_embeddings", "clip_lr", "average_query_loss",
                  "average_query_every", "weight_query_loss", "pretrain_task_weight",
                  "data_sqrt_sampling", "max_examples_per_source", "label_emb_size",
-                 "learning_rate"]
+                 "learning_rate", "head_init"]
 # The algorithms that read each algorithm-specific flag (the others are read by all).
 READ_ONLY_BY = {
     **dict.fromkeys(["reptile_variant", "reptile_epsilon"], {"reptile"}),

@@ -140,8 +140,9 @@ def test_killed_mft_run_resumes_to_the_same_weights(tmp_path, tiny_google_dir, m
 
 
 def test_bad_corruption_layers_are_refused():
-  with pytest.raises(ConfigError, match=r"--corruption_layers \[7\] are not layers"):
+  with pytest.raises(ConfigError, match=r"corruption_layers \[7\] are not layers") as info:
     mft.MFTObjective(mft.MFTConfig(corruption_layers=[2, 7]), 3, 6)
+  assert info.value.field == "corruption_layers"  # a CLI shows it as --corruption_layers
 
 
 def test_multitask_scores_each_example_with_its_domain_head(tiny_google_dir):

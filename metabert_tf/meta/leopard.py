@@ -59,6 +59,7 @@ from metabert_tf.meta import learner as learner_lib
 NAME = "leopard"
 CLIP_NORM = 1.0
 RATE_RANGE = (1e-8, 1.0)
+HEAD_INITS = classifier.GeneratedSoftmaxHead.INITS
 
 
 @dataclasses.dataclass
