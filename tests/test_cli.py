@@ -56,11 +56,12 @@ def test_run_finetune_then_predict(tmp_path, tiny_google_dir, toy_task):
 
 
 def _predict(tmp_path, model_dir, spec):
+  """The predict program, run in this process (its subprocess runs cost seconds of imports)."""
   preds = tmp_path / "preds.jsonl"
-  proc = _run("-m", "metabert_tf.predict", f"--model_dir={model_dir}", f"--input={spec}",
-              f"--output={preds}", "--noprogress")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return [json.loads(line) for line in preds.read_text().splitlines()], proc.stderr
+  status, err = programs.run("metabert_tf/predict.py", f"--model_dir={model_dir}",
+                             f"--input={spec}", f"--output={preds}", "--noprogress")
+  assert status == 0, err[-3000:]
+  return [json.loads(line) for line in preds.read_text().splitlines()], err
 
 
 @pytest.mark.parametrize("flags,expected", [
