@@ -143,7 +143,8 @@ def config_from_flags():
                     inner_batch_size=FLAGS.meta_batchsz // FLAGS.num_batches)
   else:
     defaults.update(num_support=FLAGS.num_support, inner_batch_size=FLAGS.inner_batch_size)
-  pick = lambda name: defaults[name] if FLAGS[name].value is None else FLAGS[name].value  # noqa: E731
+  def pick(name):
+    return defaults[name] if FLAGS[name].value is None else FLAGS[name].value
   algorithm = algorithms.make_config(FLAGS.algorithm, variant=FLAGS.reptile_variant, **{
       name: FLAGS[name].value for name in (
           "inner_update_lr", "inner_optimizer", "outer_update_lr", "reptile_epsilon",

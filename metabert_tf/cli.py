@@ -73,19 +73,34 @@ def _ours(flag_values):
 
 
 def _flag_lines(flag_values):
-  return {f.name: f"--{f.name}={','.join(map(str, f.value)) if isinstance(f.value, list) else f.value}"
+  """{name: its line(s)}: a list flag as one comma-separated line, a repeatable (multi) flag
+  as one line per value, so the file works as a --flagfile."""
+  def lines(flag):
+    if isinstance(flag, flags.MultiFlag):
+      return "\n".join(f"--{flag.name}={v}" for v in flag.value)
+    value = flag.value
+    return f"--{flag.name}={','.join(map(str, value)) if isinstance(value, list) else value}"
+  return {f.name: lines(f)
           for f in sorted(_ours(flag_values), key=lambda f: f.name) if f.value is not None}
 
 
-def _same_setting(old_line, new_line):
-  """Equal `--name=value` lines, or the same existing path spelt two ways (relative/absolute)."""
-  if old_line == new_line:
+def _same_setting(old_lines, new_lines):
+  """Equal `--name=value` line(s), or the same existing paths spelt two ways (relative or
+  absolute)."""
+  if old_lines == new_lines:
     return True
-  if old_line is None or new_line is None:
+  if old_lines is None or new_lines is None:
     return False
-  old_value, new_value = old_line.split("=", 1)[1], new_line.split("=", 1)[1]
-  return (os.path.exists(old_value) and os.path.exists(new_value)
-          and os.path.realpath(old_value) == os.path.realpath(new_value))
+  olds, news = old_lines.split("\n"), new_lines.split("\n")
+  if len(olds) != len(news):
+    return False
+  for old_line, new_line in zip(olds, news):
+    old_value, new_value = old_line.split("=", 1)[1], new_line.split("=", 1)[1]
+    if old_value != new_value and not (
+        os.path.exists(old_value) and os.path.exists(new_value)
+        and os.path.realpath(old_value) == os.path.realpath(new_value)):
+      return False
+  return True
 
 
 def write_hyparams(output_dir, resuming=False, flag_values=None, free=(),
@@ -97,8 +112,12 @@ def write_hyparams(output_dir, resuming=False, flag_values=None, free=(),
   lines = _flag_lines(flag_values or flags.FLAGS)
   path = os.path.join(output_dir, "hyparams.txt")
   if resuming and os.path.exists(path):
+    old = {}
     with open(path, encoding="utf-8") as f:
-      old = {line.split("=", 1)[0][2:]: line.strip() for line in f if line.startswith("--")}
+      for line in f:  # a repeatable flag has one line per value
+        if line.startswith("--"):
+          name = line.split("=", 1)[0][2:]
+          old[name] = f"{old[name]}\n{line.strip()}" if name in old else line.strip()
     # A flag added since that run, and given its default, computes what the run on disk did.
     added_at_default = {f.name for f in _ours(flag_values or flags.FLAGS)
                         if f.name not in old and f.value == f.default}

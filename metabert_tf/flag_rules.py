@@ -70,7 +70,8 @@ class Items:
         try:
           number = float(v) if not self.each.integer else int(v)
         except ValueError:
-          return f"must be comma-separated {'integers' if self.each.integer else 'numbers'}, got {v!r}"
+          kind = "integers" if self.each.integer else "numbers"
+          return f"must be comma-separated {kind}, got {v!r}"
         problem = self.each.problem(number)
         if problem:
           return f"item {v}: {problem}"

@@ -12,4 +12,4 @@ class ModelSpec:
   label_list: Optional[List[str]] = None  # label ids by position; None: the model's, else sorted
   max_seq_length: int = 128
   precision: str = "fp32"              # or bf16 (Keras mixed_bfloat16)
-  pooling: Optional[str] = None        # "pooler" or "mean"; None: what the backbone was trained with
+  pooling: Optional[str] = None        # "pooler" or "mean"; None: the backbone's own

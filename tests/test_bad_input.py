@@ -53,7 +53,7 @@ def test_training_data_of_one_label_is_refused_before_anything_is_written(tmp_pa
     kshot.write_kshot_files(readers.read_examples(train), "t", str(tmp_path / "k"), [2])
   assert not (tmp_path / "k").exists()
   # a LEOPARD task source of one class
-  with pytest.raises(DataError, match=r"source '[^']*one' has 1 label \(pos\); a task source needs"):
+  with pytest.raises(DataError, match=r"'[^']*one' has 1 label \(pos\); a task source needs"):
     sources.load_task_sources([train], _encoder())
 
 

@@ -136,3 +136,21 @@ def test_a_flag_added_since_a_run_resumes_it_only_at_its_default(tmp_path):
   values.new_option = True  # computes something else than the run on disk
   with pytest.raises(flags.ValidationError, match="other settings .new_option"):
     cli.write_hyparams(str(tmp_path), resuming=True, flag_values=values)
+
+
+def test_a_repeated_flag_is_recorded_one_line_per_value(tmp_path):
+  """hyparams.txt works as a --flagfile for a repeatable flag (--data a --data b), and a
+  resume with the same values in the same order is the same run."""
+  values = flags.FlagValues()
+  flags.DEFINE_multi_string("data", None, "", flag_values=values, module_name=sys.argv[0])
+  values(["prog", "--data=a.tsv", "--data=b,c.tsv"])
+  cli.write_hyparams(str(tmp_path), flag_values=values)
+  assert (tmp_path / "hyparams.txt").read_text() == "--data=a.tsv\n--data=b,c.tsv\n"
+  cli.write_hyparams(str(tmp_path), resuming=True, flag_values=values)
+  again = flags.FlagValues()
+  flags.DEFINE_multi_string("data", None, "", flag_values=again, module_name=sys.argv[0])
+  again(["prog", f"--flagfile={tmp_path / 'hyparams.txt'}"])
+  assert again.data == ["a.tsv", "b,c.tsv"]
+  values.data = ["b,c.tsv", "a.tsv"]  # other sources, or another order: another task stream
+  with pytest.raises(flags.ValidationError, match="other settings .data"):
+    cli.write_hyparams(str(tmp_path), resuming=True, flag_values=values)

@@ -69,7 +69,8 @@ def test_experiment_grid_tables_and_reuse(tmp_path, tiny_google_dir):
     os.utime(result, (0, 0))
   text = grid.run(mft_table, config(methods=["bert_s", "mix", "mft_full", "mix_s"],
                                     fractions=[100, 50]))
-  reused = [r for m in ("bert_s", "mft_full") for r in out.glob(f"seed0/{m}/100pct/[ab]/results.json")]
+  reused = [r for m in ("bert_s", "mft_full")
+            for r in out.glob(f"seed0/{m}/100pct/[ab]/results.json")]
   assert len(reused) == 4 and all(r.stat().st_mtime == 0 for r in reused)
   summary = json.load(open(out / "summary.json"))
   assert set(summary["table3"]) == {
