@@ -55,7 +55,7 @@ def test_the_leopard_table_marks_runs_that_did_not_learn(tmp_path):
     run_dir = tmp_path / "out" / f"t_k4_s{split}"
     os.makedirs(run_dir)
     (run_dir / "results.json").write_text(json.dumps(results))
-  table = leopard_kshot.report(config, [grid.Cell("t, K=4", ("t", 4))])
+  table = leopard_kshot.report(config, [grid.Cell("t, K=4", ("fine-tuning", "t", 4))])
   assert "| t | m | 56.7 +- 9.4 (2/3 did not learn) |" in table
   assert json.load(open(tmp_path / "out/summary.json"))["t"]["4"]["not_learned"] == 2
 

@@ -87,3 +87,28 @@ def test_per_k_settings_are_multiples_of_the_task_classes():
   from metabert_tf.experiments import recipes  # pylint: disable=import-outside-toplevel
   examples = [LabeledExample("a", label) for label in ("x", "y", "z", "x")]
   assert recipes.epochs_and_batch([150, 2], examples) == (450, 6)
+
+
+def test_frozen_encoder_baselines_beside_fine_tuning(tmp_path, tiny_google_dir):
+  """methods: the frozen-encoder baselines run in the same grid, a row each; the nearest class
+  mean is the numpy one of the same features."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from metabert_tf import frozen  # pylint: disable=import-outside-toplevel
+  from metabert_tf.experiments import grid, leopard_kshot  # pylint: disable=import-outside-toplevel
+  write_leopard_task(tmp_path / "data", "toy", ks=(3,), splits=2)
+  config = leopard_kshot.Config(
+      data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "out"), tasks=["toy"], ks=[3],
+      splits=2, bert_model=tiny_google_dir, max_seq_length=16, steps=2, batch_size=2,
+      methods=["fine-tuning", "frozen-prototypes", "frozen-lr"], process_per_cell=False)
+  table = grid.run(leopard_kshot, config)
+  for label in ("fine-tuning", "frozen encoder + nearest class mean",
+                "frozen encoder + logistic regression"):
+    assert f"| toy | {label} |" in table
+  summary = json.load(open(tmp_path / "out/summary.json"))
+  assert set(summary["methods"]) == {"fine-tuning", "frozen encoder + nearest class mean",
+                                     "frozen encoder + logistic regression"}
+  lr = json.load(open(tmp_path / "out/frozen-lr/toy_k3_s0/results.json"))
+  assert lr["method"] == "frozen-lr" and lr["train_accuracy"] == 1.0  # 6 points, 32 dims
+  x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+  prototypes = frozen.fit_prototypes(x, np.array([0, 0, 1]), 2)
+  assert list(frozen.predict_prototypes(prototypes, np.array([[0.2, 1.0], [1.0, 0.3]]))) == [1, 0]

@@ -2,8 +2,12 @@
 on <task>_train_<F>_<K>.json and score accuracy on <task>_eval.json; report mean +- std over
 the splits (the population std, as the LEOPARD papers do) per (task, K).
 
-One cell per (task, K), its splits inside; runs in output_dir/<task>_k<K>_s<F>.
-Writes output_dir/{summary.json, results.md, results.png}.
+Methods (methods.LEOPARD): fine-tuning of `bert_model` (whatever checkpoint it is: a
+meta-trained one is fine-tuned by its own recipe), with a prototype head start, or a frozen
+encoder with logistic regression or the nearest class mean. One cell per (method, task, K), its
+splits inside; runs in output_dir/<task>_k<K>_s<F> (fine-tuning) and
+output_dir/<method>/<task>_k<K>_s<F> (the others). Writes output_dir/{summary.json,
+results.md, results.png}.
 """
 import dataclasses
 import os
@@ -12,15 +16,17 @@ from typing import List, Optional
 from metabert_tf import datasets
 from metabert_tf import evaluation
 from metabert_tf import finetune_job
+from metabert_tf import frozen
 from metabert_tf import io_utils
 from metabert_tf import runtime
 from metabert_tf.experiments import grid
+from metabert_tf.experiments import methods as methods_lib
 from metabert_tf.experiments import plots
 from metabert_tf.experiments import recipes
 from metabert_tf.experiments.grid import setting
 
 NAME = "leopard"
-FREE_FIELDS = ("tasks", "ks", "splits", "keep_checkpoints", "label")
+FREE_FIELDS = ("tasks", "ks", "splits", "keep_checkpoints", "label", "methods")
 
 
 @dataclasses.dataclass
@@ -40,7 +46,9 @@ class Config:
   precision: str = setting("fp32", "Compute precision.", ["fp32", "bf16"])
   seed: int = setting(0, "Training seed (the same for every split).")
   keep_checkpoints: bool = setting(False, "Keep each run's ckpt/ (large).")
-  label: str = setting("fine-tuning", "Name of this method in the table.")
+  label: str = setting("fine-tuning", "Name of the fine-tuning method in the table.")
+  methods: List[str] = setting(["fine-tuning"], "Methods (experiments/methods.py LEOPARD): "
+                               "fine-tuning, fine-tuning-proto, frozen-lr, frozen-prototypes.")
   per_k_config: Optional[str] = setting(None, "JSON of {method: {K: [epochs per class, batch "
                                         "per class]}} (configs/leopard_per_k.json): epochs and "
                                         "batch size = those x N, instead of steps/batch_size.")
@@ -53,7 +61,8 @@ class Config:
 
 
 def check(config):
-  """Every split file is there, and the per-K settings, before hours of runs."""
+  """The methods, every split file and the per-K settings, before hours of runs."""
+  methods_lib.check(methods_lib.LEOPARD, config.methods)
   for task in config.tasks:
     for k in config.ks:
       for split in range(config.splits):
@@ -62,28 +71,41 @@ def check(config):
 
 
 def cells(config):
-  return [grid.Cell(f"{task}, K={k}", (task, k)) for task in config.tasks for k in config.ks]
+  return [grid.Cell(f"{task}, K={k}" if m == "fine-tuning" else f"{m}: {task}, K={k}",
+                    (m, task, k))
+          for m in config.methods for task in config.tasks for k in config.ks]
 
 
-def _run_dir(config, task, k, split):
-  return os.path.join(config.output_dir, f"{task}_k{k}_s{split}")
+def _run_dir(config, method, task, k, split):
+  name = f"{task}_k{k}_s{split}"
+  return os.path.join(config.output_dir, *([] if method == "fine-tuning" else [method]), name)
+
+
+def _job(config, method, run_dir, train, evals, k):
+  model = dict(bert_model=config.bert_model, max_seq_length=config.max_seq_length,
+               precision=config.precision, pooling=config.pooling)
+  if method.frozen:
+    return frozen.FrozenJob(output_dir=run_dir, train_path=train, eval_path=evals,
+                            classifier=method.frozen, **model)
+  recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, per_k=(
+      recipes.read_per_k_config(config.per_k_config, config.per_k_method, [k])))
+  head_init = config.head_init if method.name == "fine-tuning" else method.head_init
+  return finetune_job.FinetuneJob(
+      output_dir=run_dir, train_path=train, eval_path=evals, leopard_head=config.leopard_head,
+      head_init=head_init, train=recipe.config(datasets.read(train), config.seed, k), **model)
 
 
 def run_cell(config, cell):
-  task, k = cell.key
-  recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, per_k=(
-      recipes.read_per_k_config(config.per_k_config, config.per_k_method, [k])))
+  name, task, k = cell.key
+  method = methods_lib.LEOPARD[name]
   for split in range(config.splits):
-    run_dir = _run_dir(config, task, k, split)
+    run_dir = _run_dir(config, name, task, k, split)
     train, evals = datasets.leopard_files(config.data_dir, task, k, split)
 
     def work(run_dir=run_dir, train=train, evals=evals):
       runtime.prepare_output_dir(run_dir, overwrite=False)
-      finetune_job.run_job(finetune_job.FinetuneJob(
-          output_dir=run_dir, train_path=train, eval_path=evals, bert_model=config.bert_model,
-          max_seq_length=config.max_seq_length, precision=config.precision,
-          pooling=config.pooling, leopard_head=config.leopard_head, head_init=config.head_init,
-          train=recipe.config(datasets.read(train), config.seed, k)))
+      job = _job(config, method, run_dir, train, evals, k)
+      (frozen.run_job if method.frozen else finetune_job.run_job)(job)
     grid.reuse_or_run(run_dir, work)
     grid.drop_checkpoints(run_dir, config.keep_checkpoints)
 
@@ -91,21 +113,30 @@ def run_cell(config, cell):
 def report(config, cells_run):
   accuracies, not_learned = {}, {}
   for cell in cells_run:
-    task, k = cell.key
-    runs = [grid.read_results(_run_dir(config, task, k, f)) for f in range(config.splits)]
-    accuracies.setdefault(task, {})[k] = [r["accuracy"] for r in runs]
-    not_learned[(task, str(k))] = sum(evaluation.did_not_learn(r) for r in runs)
-  summary = evaluation.mean_std_summary(accuracies)
-  for task, by_k in summary.items():  # the guard: runs whose model did not learn, counted
+    name, task, k = cell.key
+    row = (task, config.label if name == "fine-tuning" else methods_lib.LEOPARD[name].label)
+    runs = [grid.read_results(_run_dir(config, name, task, k, f)) for f in range(config.splits)]
+    accuracies.setdefault(row, {})[k] = [r["accuracy"] for r in runs]
+    not_learned[(row, str(k))] = sum(evaluation.did_not_learn(r) for r in runs)
+  by_row = evaluation.mean_std_summary(accuracies)
+  for row, by_k in by_row.items():  # the guard: runs whose model did not learn, counted
     for k, stats in by_k.items():
-      stats["not_learned"] = not_learned[(task, k)]
+      stats["not_learned"] = not_learned[(row, k)]
+  # summary.json: {task: {K: stats}} of the fine-tuning method, as before; with other methods,
+  # every method's under "methods": {label: {task: {K: stats}}}.
+  summary = {task: by_k for (task, label), by_k in by_row.items() if label == config.label}
+  if config.methods != ["fine-tuning"]:
+    summary["methods"] = {}
+    for (task, label), by_k in by_row.items():
+      summary["methods"].setdefault(label, {})[task] = by_k
   io_utils.atomic_write_json(os.path.join(config.output_dir, "summary.json"), summary)
-  rows = {f"{task} | {config.label}": by_k for task, by_k in summary.items()}
+  rows = {f"{task} | {label}": by_k for (task, label), by_k in by_row.items()}
   table = evaluation.markdown_table(rows, [str(k) for k in config.ks], first="task | method",
                                     column_names=[f"K={k}" for k in config.ks])
   if any(not_learned.values()):
     table += ("\n(m/n did not learn): m of the n runs ended with a training loss no lower than at "
               "the start, or predict one class for every eval example.\n")
   io_utils.atomic_write_text(os.path.join(config.output_dir, "results.md"), table)
-  plots.accuracy_by_k(summary, config.label, os.path.join(config.output_dir, "results.png"))
+  plots.accuracy_by_k({f"{task}, {label}": by_k for (task, label), by_k in by_row.items()},
+                      os.path.join(config.output_dir, "results.png"))
   return table

@@ -20,6 +20,8 @@ class Method:
   multidomain: Optional[str] = None      # a multi-domain stage: mix, mtl, adv, mft
   mft_variant: str = "full"
   scored_by_stage: bool = False          # evaluated as the stage trained it, no fine-tuning
+  head_init: str = "random"              # fine-tuning's dense head start (or "prototypes")
+  frozen: Optional[str] = None           # no fine-tuning: frozen.py's classifier on features
 
   @property
   def has_stage(self):
@@ -29,6 +31,14 @@ class Method:
 def _registry(*methods):
   return {m.name: m for m in methods}
 
+
+# The LEOPARD protocol (leopard_kshot.py): how a model meets a new task's K examples.
+LEOPARD = _registry(
+    Method("fine-tuning", "fine-tuning"),
+    Method("fine-tuning-proto", "fine-tuning (prototype head)", head_init="prototypes"),
+    Method("frozen-lr", "frozen encoder + logistic regression", frozen="lr"),
+    Method("frozen-prototypes", "frozen encoder + nearest class mean", frozen="prototypes"),
+)
 
 # Meta-BERT's leave-one-domain-out experiment (meta_bert.py).
 META_BERT = _registry(

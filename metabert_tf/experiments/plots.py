@@ -2,8 +2,8 @@
 from metabert_tf import io_utils
 
 
-def accuracy_by_k(summary, label, path):
-  """Accuracy (mean +- std over splits) against K, one line per task: {task: {K: stats}}."""
+def accuracy_by_k(summary, path):
+  """Accuracy (mean +- std over splits) against K, one line per row: {row: {K: stats}}."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -13,7 +13,7 @@ def accuracy_by_k(summary, label, path):
     ks = sorted(int(k) for k in by_k)
     means = [100 * by_k[str(k)]["mean"] for k in ks]
     stds = [100 * by_k[str(k)]["std"] for k in ks]
-    ax.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=f"{task} ({label})")
+    ax.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=task)
   ax.set_xscale("log", base=2)
   ax.set_xticks(ks, [str(k) for k in ks])
   ax.set_xlabel("K (examples per label)")
