@@ -71,7 +71,7 @@ def test_two_workers_share_an_output_dir_and_only_the_chief_writes(tmp_path, tin
   chief, other = (json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs)
   assert chief["accuracy"] == other["accuracy"]  # the same trained weights on both workers
   assert sorted(os.listdir(out)) == ["ckpt", "export", "hyparams.txt", "log.txt", "results.json",
-                                     "tensorboard"]
+                                     "tensorboard", "train_loss.json"]
   assert (out / "log.txt").read_text().count("Labels (id order)") == 1
   assert len(os.listdir(out / "tensorboard")) == 1
   assert json.load(open(out / "results.json"))["accuracy"] == chief["accuracy"]

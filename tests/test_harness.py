@@ -95,10 +95,10 @@ def test_frozen_encoder_baselines_beside_fine_tuning(tmp_path, tiny_google_dir):
   import numpy as np  # pylint: disable=import-outside-toplevel
   from metabert_tf import frozen  # pylint: disable=import-outside-toplevel
   from metabert_tf.experiments import grid, leopard_kshot  # pylint: disable=import-outside-toplevel
-  write_leopard_task(tmp_path / "data", "toy", ks=(3,), splits=2)
+  write_leopard_task(tmp_path / "data", "toy", ks=(3,), splits=1)
   config = leopard_kshot.Config(
       data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "out"), tasks=["toy"], ks=[3],
-      splits=2, bert_model=tiny_google_dir, max_seq_length=16, steps=2, batch_size=2,
+      splits=1, bert_model=tiny_google_dir, max_seq_length=16, steps=2, batch_size=2,
       methods=["fine-tuning", "frozen-prototypes", "frozen-lr"], process_per_cell=False)
   table = grid.run(leopard_kshot, config)
   for label in ("fine-tuning", "frozen encoder + nearest class mean",
