@@ -66,6 +66,19 @@ def evaluate(model, features, batch_size=64, progress=True, forward=None):
   return classification_metrics(features["label_ids"], logits.argmax(-1))
 
 
+def sentence_features(model, features, batch_size=64):
+  """[n, H] float32 sentence features (model.encode, inference mode) of encoded `features`."""
+  pooled = predict_logits(model, features, batch_size, progress=False,
+                          forward=lambda m, batch: m.encode(batch)[0])
+  return np.asarray(pooled, np.float32)  # bfloat16 under mixed precision
+
+
+def class_means(x, labels, num_labels):
+  """[N, H]: the mean row of `x` per class (zeros for a class without examples)."""
+  return np.stack([x[labels == c].mean(0) if (labels == c).any() else np.zeros(x.shape[1])
+                   for c in range(num_labels)])
+
+
 def paired_gains(accuracies, baseline):
   """{"<method> - <baseline>": {setting: [per-run accuracy differences]}}: the same runs
   (domain, seed, training examples) on both sides, so their spread is the gain's own spread."""

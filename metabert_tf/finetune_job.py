@@ -73,12 +73,8 @@ def init_head_from_prototypes(model, features, num_labels, batch_size=64):
   """Sets the dense head to W_c = 2 mu_c, b_c = -|mu_c|^2, mu_c the mean sentence feature of
   the class-c training examples: logits_c = -|x - mu_c|^2 + |x|^2, so the untrained model
   already classifies by the nearest class mean (ProtoMAML's start, Triantafillou et al. 2020)."""
-  pooled = evaluation.predict_logits(model, features, batch_size, progress=False,
-                                     forward=lambda m, batch: m.encode(batch)[0])
-  pooled = np.asarray(pooled, np.float32)  # bfloat16 under mixed precision
-  labels = features["label_ids"]
-  means = np.stack([pooled[labels == c].mean(0) if (labels == c).any()
-                    else np.zeros(pooled.shape[1]) for c in range(num_labels)])
+  means = evaluation.class_means(evaluation.sentence_features(model, features, batch_size),
+                                 features["label_ids"], num_labels)
   kernel, bias = model.head.kernel, model.head.bias
   kernel.assign(tf.cast(2.0 * means.T, kernel.dtype))
   bias.assign(tf.cast(-np.sum(means ** 2, axis=1), bias.dtype))

@@ -42,17 +42,9 @@ class FrozenJob(model_spec.ModelSpec):
   eval_batch_size: int = 64
 
 
-def sentence_features(model, features, batch_size):
-  """[n, H] float32 sentence features of encoded `features` (inference mode)."""
-  pooled = evaluation.predict_logits(model, features, batch_size, progress=False,
-                                     forward=lambda m, batch: m.encode(batch)[0])
-  return np.asarray(pooled, np.float32)
-
-
 def fit_prototypes(x, labels, num_labels):
   """Unit-norm class means [N, H] (a class without examples: zeros, never chosen)."""
-  means = np.stack([x[labels == c].mean(0) if (labels == c).any() else np.zeros(x.shape[1])
-                    for c in range(num_labels)])
+  means = evaluation.class_means(x, labels, num_labels)
   return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
 
 
@@ -97,7 +89,7 @@ def run_job(job: FrozenJob):
   pooling = job.pooling or backbone.pooling
   model = classifier.Classifier(backbone.encoder, len(label_list), pooling=pooling,
                                 dropout_rate=0.0).build_all()
-  x = sentence_features(model, train, job.eval_batch_size)
+  x = evaluation.sentence_features(model, train, job.eval_batch_size)
   results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
              "train_file": job.train_path, "eval_file": job.eval_path,
              "method": f"frozen-{job.classifier}", "num_train_examples": len(x)}
@@ -110,7 +102,7 @@ def run_job(job: FrozenJob):
   results["train_accuracy"] = float(np.mean(predict(x) == train["label_ids"]))
   if job.eval_path:
     evals = datasets.load_features(job.eval_path, encoder, label_list)
-    predictions = predict(sentence_features(model, evals, job.eval_batch_size))
+    predictions = predict(evaluation.sentence_features(model, evals, job.eval_batch_size))
     results.update(evaluation.classification_metrics(evals["label_ids"], predictions))
   os.makedirs(job.output_dir, exist_ok=True)
   io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
