@@ -117,27 +117,30 @@ FLAGS = flags.FLAGS
 
 META_BERT = {n for n, e in algorithms.REGISTRY.items() if not e.by_sources}
 SOURCES = {n for n, e in algorithms.REGISTRY.items() if e.by_sources}
-LEOPARD_FLAGS = ["train_lr", "meta_batchsz", "num_batches", "SGD_K", "warp_layers", "is_meta_sgd",
-                 "min_layer_with_grad", "train_word_embeddings", "clip_lr", "average_query_loss",
-                 "average_query_every", "weight_query_loss", "pretrain_task_weight",
-                 "data_sqrt_sampling", "max_examples_per_source", "label_emb_size",
-                 "learning_rate", "head_init"]
-# The algorithms that read each algorithm-specific flag (the others are read by all).
+LEOPARD_FLAGS = ["train_lr", "SGD_K", "warp_layers", "is_meta_sgd", "min_layer_with_grad",
+                 "train_word_embeddings", "clip_lr", "average_query_loss", "average_query_every",
+                 "weight_query_loss", "pretrain_task_weight", "data_sqrt_sampling",
+                 "max_examples_per_source", "label_emb_size", "learning_rate", "head_init"]
+# Flags named as a field of an algorithm's Config (reptile_variant: Reptile's `variant`).
+CONFIG_FLAGS = {**{n: n for n in ["inner_update_lr", "inner_optimizer", "outer_update_lr",
+                                  "reptile_epsilon", *LEOPARD_FLAGS]},
+                "reptile_variant": "variant"}
+# The algorithms that read each algorithm-specific flag (the others are read by all): a Config
+# flag by those whose Config has the field; the rest by those drawing tasks from domains
+# (Meta-BERT's) or from task sources.
 READ_ONLY_BY = {
-    **dict.fromkeys(["reptile_variant", "reptile_epsilon"], {"reptile"}),
+    **{flag: set(algorithms.reading(field)) for flag, field in CONFIG_FLAGS.items()},
     **dict.fromkeys(["test_domains", "meta_test_exclude", "num_domain", "num_support",
-                     "domain_sampling", "inner_batch_size", "inner_update_lr", "inner_optimizer",
-                     "outer_update_lr", "epochs"], META_BERT),
-    **dict.fromkeys(LEOPARD_FLAGS, SOURCES),
+                     "domain_sampling", "inner_batch_size", "epochs"], META_BERT),
+    **dict.fromkeys(["meta_batchsz", "num_batches"], SOURCES),
 }
-
 
 
 def config_from_flags():
   """The engine's MetaConfig with the algorithm's Config: a flag left unset takes the
   algorithm's default (its ENGINE_DEFAULTS and Config, algorithms.py)."""
   entry = algorithms.get(FLAGS.algorithm)
-  defaults = dict(entry.module.ENGINE_DEFAULTS)
+  defaults = dict(entry.engine_defaults)
   if entry.by_sources:  # the original's names: meta_batchsz examples in num_batches batches
     defaults.update(num_support=FLAGS.meta_batchsz,
                     inner_batch_size=FLAGS.meta_batchsz // FLAGS.num_batches)
@@ -145,10 +148,8 @@ def config_from_flags():
     defaults.update(num_support=FLAGS.num_support, inner_batch_size=FLAGS.inner_batch_size)
   def pick(name):
     return defaults[name] if FLAGS[name].value is None else FLAGS[name].value
-  algorithm = algorithms.make_config(FLAGS.algorithm, variant=FLAGS.reptile_variant, **{
-      name: FLAGS[name].value for name in (
-          "inner_update_lr", "inner_optimizer", "outer_update_lr", "reptile_epsilon",
-          *LEOPARD_FLAGS)})
+  algorithm = algorithms.make_config(FLAGS.algorithm, **{
+      field: FLAGS[flag].value for flag, field in CONFIG_FLAGS.items()})
   return engine.MetaConfig(
       episodes=episodes.EpisodeConfig(defaults["num_support"], pick("num_query"),
                                       FLAGS.domain_sampling, FLAGS.class_balanced),
@@ -169,7 +170,7 @@ def validate_flags():
     raise flags.ValidationError(f"--algorithm {FLAGS.algorithm} takes one --data, got "
                                 f"{len(FLAGS.data)}")
   outer = (FLAGS.outer_batch_size
-           or algorithms.get(FLAGS.algorithm).module.ENGINE_DEFAULTS["outer_batch_size"])
+           or algorithms.get(FLAGS.algorithm).engine_defaults["outer_batch_size"])
   if outer > FLAGS.num_train_task:
     raise flags.ValidationError(f"--outer_batch_size ({outer}) must be at most "
                                 f"--num_train_task ({FLAGS.num_train_task})")

@@ -110,7 +110,7 @@ class GeneratedSoftmaxHead(tf_keras.layers.Layer):
     features = tf.cast(_mlp(self.task_mlp, pooled), tf.float32)
     if self.init == "prototypes":
       features += tf.cast(pooled, tf.float32)
-    return tf.matmul(features, self.class_rows[:, :-1], transpose_b=True) + self.class_rows[:, -1]
+    return rows_logits(features, self.class_rows)
 
   def generate(self, pooled, labels):
     """Class rows [max_classes, feature_size + 1]: the mean generator output over the examples
@@ -121,9 +121,45 @@ class GeneratedSoftmaxHead(tf_keras.layers.Layer):
       out += tf.pad(tf.cast(pooled, tf.float32), [[0, 0], [0, 1]])
     rows = tf.math.unsorted_segment_mean(out, labels, self.max_classes)
     if self.init == "prototypes":
-      means, bias = rows[:, :-1], rows[:, -1:]
-      rows = tf.concat([2.0 * means, bias - tf.reduce_sum(means ** 2, -1, keepdims=True)], -1)
+      rows = prototype_rows(rows[:, :-1], rows[:, -1:])
     return rows
+
+
+def prototype_rows(means, bias=0.0):
+  """Rows [2 mu_c | b_c - |mu_c|^2] of class means mu_c [N, H]: x . 2 mu_c - |mu_c|^2 =
+  |x|^2 - |x - mu_c|^2, so the argmax is the nearest class mean (ProtoMAML's head)."""
+  bias = bias - tf.reduce_sum(means ** 2, -1, keepdims=True)
+  return tf.concat([2.0 * means, bias], -1)
+
+
+class PrototypeHead(tf_keras.layers.Layer):
+  """Prototypical networks' classifier as a linear head: logits x . w_c + b_c with one row
+  [w_c | b_c] = [2 mu_c | -|mu_c|^2] per class in `class_rows` [max_classes, hidden + 1], mu_c the
+  mean sentence feature of class c's examples (`generate`), i.e. minus the squared Euclidean
+  distance to mu_c up to a term the same for every class. No weights of its own: Proto-BERT
+  and ProtoMAML (FOMAML or Reptile with a per-task head) make the rows from each task's
+  support set, ProtoMAML then adapts them in the inner loop."""
+
+  def __init__(self, hidden_size, max_classes, name="prototype_head", **kwargs):
+    super().__init__(name=name, dtype="float32", **kwargs)
+    self.hidden_size, self.max_classes = hidden_size, max_classes
+
+  def build(self, input_shape):
+    self.class_rows = self.add_weight("class_rows", [self.max_classes, self.hidden_size + 1],
+                                      initializer="zeros", trainable=False)
+    super().build(input_shape)
+
+  def call(self, pooled):
+    return rows_logits(tf.cast(pooled, tf.float32), self.class_rows)
+
+  def generate(self, pooled, labels):
+    means = tf.math.unsorted_segment_mean(tf.cast(pooled, tf.float32), labels, self.max_classes)
+    return prototype_rows(means)
+
+
+def rows_logits(features, rows):
+  """Logits features . w_c + b_c of class rows [w_c | b_c]."""
+  return tf.matmul(features, rows[:, :-1], transpose_b=True) + rows[:, -1]
 
 
 def _mlp(layers, x):

@@ -2,11 +2,15 @@
 with that name's defaults (LEOPARD, SMLMT and Hybrid-SMLMT share one module and differ in
 their Configs), and the fine-tuning recipe a checkpoint of each calls for."""
 import dataclasses
+from typing import Optional
 
 from metabert_tf import leopard_finetune
 from metabert_tf.errors import ConfigError
+from metabert_tf.meta import base
 from metabert_tf.meta import fomaml
 from metabert_tf.meta import leopard
+from metabert_tf.meta import mt_bert
+from metabert_tf.meta import protonet
 from metabert_tf.meta import reptile
 
 
@@ -16,6 +20,11 @@ class Entry:
   module: object        # NAME, Config, ENGINE_DEFAULTS, Algorithm (base.py's interface)
   config: type          # the Config of this name (its defaults)
   by_sources: bool      # tasks from task sources (sources.py), not from domains (episodes.py)
+  engine: Optional[dict] = None  # the engine settings it runs with by default (None: module's)
+
+  @property
+  def engine_defaults(self):
+    return self.engine or self.module.ENGINE_DEFAULTS
 
 
 REGISTRY = {e.name: e for e in (
@@ -24,6 +33,11 @@ REGISTRY = {e.name: e for e in (
     Entry("leopard", leopard, leopard.Config, True),
     Entry("smlmt", leopard, leopard.SMLMTConfig, True),
     Entry("hybrid_smlmt", leopard, leopard.HybridSMLMTConfig, True),
+    # FOMAML and Reptile with ProtoMAML's per-task head, on task sources (the LEOPARD benchmark)
+    Entry("proto_fomaml", fomaml, fomaml.ProtoConfig, True, base.SOURCE_ENGINE_DEFAULTS),
+    Entry("proto_reptile", reptile, reptile.ProtoConfig, True, base.SOURCE_ENGINE_DEFAULTS),
+    Entry("proto_bert", protonet, protonet.Config, True),
+    Entry("mt_bert", mt_bert, mt_bert.Config, True),
 )}
 NAMES = tuple(REGISTRY)
 LEOPARD_FAMILY = tuple(n for n, e in REGISTRY.items() if e.module is leopard)
@@ -33,6 +47,12 @@ def get(name):
   if name not in REGISTRY:
     raise ConfigError(f"must be one of {', '.join(NAMES)}, got {name!r}", field="algorithm")
   return REGISTRY[name]
+
+
+def reading(field):
+  """The names whose Config has `field`."""
+  return tuple(n for n, e in REGISTRY.items()
+               if field in {f.name for f in dataclasses.fields(e.config)})
 
 
 def make_config(name, **settings):

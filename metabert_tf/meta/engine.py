@@ -114,13 +114,13 @@ class MetaTrainer:
     self.num_classes = tasks.max_classes or self.num_labels  # the head's width: the largest N
     rate = 0.1 if config.dropout else 0.0
     build_model = self.algorithm.build_model
+    width = self.num_labels if algorithm.head_over_run_labels else self.num_classes
     with strategy.scope():
-      self.model = build_model(backbone.encoder, self.num_classes, pooling, rate)
+      self.model = build_model(backbone.encoder, width, pooling, rate)
       if backbone.checkpoint_prefix and backbone.label_list == list(label_list):
         tf.train.Checkpoint(head=self.model.head).read(backbone.checkpoint_prefix).expect_partial()
       self.learner = learner_lib.build_per_replica(lambda: build_model(
-          backbones.build_encoder(backbone.config, config.dropout), self.num_classes, pooling,
-          rate))
+          backbones.build_encoder(backbone.config, config.dropout), width, pooling, rate))
       self.meta_vars, learner_vars = learner_lib.pair_variables(self.model, self.learner)
       self.inner = learner_lib.InnerLoop(
           self.learner, learner_vars + self.algorithm.learner_only_variables(self.learner),
@@ -176,7 +176,7 @@ class MetaTrainer:
     """The tensors of base.py's task dict for episodes `chosen`, stacked [T, ...]."""
     support = self._gather([e.support for e in chosen])
     query = self._gather([e.query for e in chosen])
-    num_classes = []
+    num_classes, class_ids = [], np.zeros([len(chosen), self.num_classes], np.int32)
     for t, episode in enumerate(chosen):
       classes = (np.arange(self.num_classes) if episode.classes is None
                  else np.asarray(episode.classes))
@@ -189,8 +189,10 @@ class MetaTrainer:
         if (part["label_ids"][t] < 0).any():
           raise ValueError(f"episode of {episode.domain!r} has labels outside its classes")
       num_classes.append(len(classes))
+      class_ids[t, :len(classes)] = classes
     n = support["label_ids"].shape[1]
     return dict(support=support, query=query, num_classes=np.array(num_classes, np.int32),
+                classes=class_ids,
                 order=np.stack([self.support_order(k, passes, n) for k in keys]),
                 weight=np.array(weights, np.float32))
 

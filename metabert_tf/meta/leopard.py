@@ -48,13 +48,12 @@ import re
 from typing import Optional
 
 import tensorflow as tf
-import tf_keras
-from official.nlp import optimization
 
 from metabert_tf import classifier
 from metabert_tf.errors import ConfigError
 from metabert_tf.meta import base
 from metabert_tf.meta import learner as learner_lib
+from metabert_tf.meta import sources
 
 NAME = "leopard"
 CLIP_NORM = 1.0
@@ -63,7 +62,7 @@ HEAD_INITS = classifier.GeneratedSoftmaxHead.INITS
 
 
 @dataclasses.dataclass
-class Config:  # field names are the original's flag names
+class Config(sources.TaskStream):  # field names are the original's flag names
   train_lr: float = 1e-5             # initial inner learning rates
   learning_rate: float = 1e-5        # peak outer AdamW rate
   warmup_proportion: float = 0.1
@@ -81,11 +80,8 @@ class Config:  # field names are the original's flag names
   # classifier from the first meta-step (residual h and g, ProtoMAML's rows); "released", the
   # original's MLPs from N(0, 0.02), whose rows and logits start near zero.
   head_init: str = "prototypes"
-  # The task stream (sources.py): the share of SMLMT tasks (0: LEOPARD, 1: SMLMT, 0.5: Hybrid),
-  # sources drawn ~ sqrt(size) or uniformly, and a cap on each labeled source's examples (0: all).
-  pretrain_task_weight: float = 0.0
-  data_sqrt_sampling: bool = True
-  max_examples_per_source: int = 0
+  # The task stream (sources.TaskStream): pretrain_task_weight, the share of SMLMT tasks, is 0
+  # for LEOPARD, 1 for SMLMT, 0.5 for Hybrid-SMLMT.
 
 
 @dataclasses.dataclass
@@ -102,11 +98,7 @@ class HybridSMLMTConfig(Config):
   pretrain_task_weight: float = 0.5
 
 
-# The engine's settings the release runs this family with (run_meta_train.py's defaults): 80
-# support examples in 8 batches, 10 query examples, one pass, 4 tasks per meta-step (its 4 GPUs
-# x 1 task), one epoch of a task stream; meta-tests adapted for 5 passes.
-ENGINE_DEFAULTS = dict(num_support=80, num_query=10, inner_batch_size=10, inner_update_step=1,
-                       inner_update_step_eval=5, outer_batch_size=4, epochs=1)
+ENGINE_DEFAULTS = base.SOURCE_ENGINE_DEFAULTS
 
 
 def rate_group(name):
@@ -133,11 +125,7 @@ def moves(group, warp_layers):
   return group is not None and not (warp_layers and group.startswith("task_mlp"))
 
 
-def warmup_linear_decay(peak, num_steps, warmup_proportion):
-  """BERT's schedule: linear warm-up over warmup_proportion of num_steps, linear decay to 0."""
-  schedule = tf_keras.optimizers.schedules.PolynomialDecay(peak, max(num_steps, 1), 0.0)
-  warmup = int(warmup_proportion * num_steps)
-  return optimization.WarmUp(peak, schedule, warmup) if warmup else schedule
+warmup_linear_decay = base.warmup_linear_decay
 
 
 def ordered_groups(groups):
@@ -230,22 +218,15 @@ class Algorithm(base.Algorithm):
     return adapts(name, group, self.config)
 
   def outer_optimizer(self, num_steps):
-    schedule = warmup_linear_decay(self.config.learning_rate, num_steps,
-                                   self.config.warmup_proportion)
-    return optimization.AdamWeightDecay(
-        learning_rate=schedule, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
-        exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias", "inner_rates"])
+    return base.bert_adamw(self.config.learning_rate, num_steps, self.config.warmup_proportion,
+                           exclude=["inner_rates"])
 
   # ---- one task ---------------------------------------------------------------------------
 
   def _generate(self, inner, task, training):
     """Class rows from the first support batch, into the learner; returns them."""
     batch = inner.support_batch(task["support"], task["order"], 0)
-    model = inner.model
-    pooled, _ = model.encode(batch, training)
-    rows = model.head.generate(model.dropout(pooled, training=training), batch["label_ids"])
-    inner.vars[-1].assign(rows)
-    return rows
+    return base.generate_rows(inner, batch, len(inner.vars) - 1, training)
 
   def _steps(self, inner, task):
     """(T, the batches per pass B): B - 1 steps per pass."""
@@ -279,9 +260,7 @@ class Algorithm(base.Algorithm):
     inner.reset(meta_vars)
     for acc in [a for a in self.grad_sums if a is not None] + self.query_sums:
       acc.assign(tf.zeros_like(acc))
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-      tape.watch(inner.vars[:n_meta])
-      rows = self._generate(inner, task, training=True)
+    rows, tape = self._generate(inner, task, training=True)
     total, per_pass = self._steps(inner, task)
     sums = (tf.constant(0.0), tf.constant(0.0), tf.zeros([len(self.group_names)]))
     if self.averaged:
@@ -295,9 +274,8 @@ class Algorithm(base.Algorithm):
         sums = self._query(inner, task, s, total, sums)
     loss_sum, weight_sum, rate_grads = sums
     shares = [q / weight_sum for q in self.query_sums]
-    through_rows = tape.gradient(rows, inner.vars[:n_meta], output_gradients=shares[-1],
-                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    shares = [q + tf.convert_to_tensor(g) for q, g in zip(shares[:n_meta], through_rows)]
+    back = base.through_rows(tape, rows, inner, n_meta, shares[-1])
+    shares = [q + g for q, g in zip(shares[:n_meta], back)]
     if self.config.is_meta_sgd:
       shares.append(rate_grads / weight_sum)
     return shares, loss_sum / weight_sum

@@ -24,6 +24,16 @@ from metabert_tf.meta import episodes
 
 
 @dataclasses.dataclass
+class TaskStream:
+  """The task-stream settings of an algorithm that meta-trains on task sources (its Config
+  derives from this): the share of SMLMT tasks (0: labeled only, 1: SMLMT only), sources drawn
+  ~ sqrt(size) or uniformly, and a cap on each labeled source's examples (0: all)."""
+  pretrain_task_weight: float = 0.0
+  data_sqrt_sampling: bool = True
+  max_examples_per_source: int = 0
+
+
+@dataclasses.dataclass
 class TaskSource:
   name: str
   members: np.ndarray   # indices into the feature arrays (an SMLMT file: in record order)
@@ -179,8 +189,8 @@ def load_task_sources(specs, input_encoder, max_examples_per_source=0, seed=0):
 
 
 def read_task_stream(specs, input_encoder, config, episode_config, seed):
-  """(features, run-wide label_list, SourceSampler) of the --data sources under a
-  leopard.Config's task-stream settings."""
+  """(features, run-wide label_list, SourceSampler) of the --data sources under `config`'s
+  TaskStream settings."""
   features, label_list, task_sources = load_task_sources(
       specs, input_encoder, config.max_examples_per_source, seed)
   sampler = SourceSampler(task_sources, features["label_ids"], episode_config, seed,
