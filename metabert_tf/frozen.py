@@ -3,6 +3,8 @@ trained, and a light classifier on them.
 
   prototypes  the nearest class mean by cosine: class c's prototype is the mean feature of its
               training examples; an example goes to the prototype of largest cosine
+  euclidean   the nearest class mean by Euclidean distance (prototypical networks' rule: how a
+              Proto-BERT encoder, meta-trained with it, classifies a new task)
   lr          logistic (softmax) regression on the features, L2-regularised, fitted full-batch
               by Adam from zero (a convex problem: no seed dependence)
 
@@ -12,6 +14,7 @@ predicted class counts).
 """
 import dataclasses
 import os
+import time
 from typing import Optional
 
 import numpy as np
@@ -27,7 +30,7 @@ from metabert_tf import model_spec
 from metabert_tf import runtime
 from metabert_tf.errors import ConfigError
 
-CLASSIFIERS = ("prototypes", "lr")
+CLASSIFIERS = ("prototypes", "euclidean", "lr")
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -51,6 +54,11 @@ def fit_prototypes(x, labels, num_labels):
 def predict_prototypes(prototypes, x):
   x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
   return np.argmax(x @ prototypes.T, axis=1)
+
+
+def predict_nearest_mean(means, x):
+  """The class whose mean is nearest to each row of x (squared Euclidean distance)."""
+  return np.argmax(2.0 * x @ means.T - np.sum(means ** 2, axis=1), axis=1)
 
 
 def fit_lr(x, labels, num_labels, l2, steps, learning_rate):
@@ -89,6 +97,7 @@ def run_job(job: FrozenJob):
   pooling = job.pooling or backbone.pooling
   model = classifier.Classifier(backbone.encoder, len(label_list), pooling=pooling,
                                 dropout_rate=0.0).build_all()
+  start = time.time()
   x = evaluation.sentence_features(model, train, job.eval_batch_size)
   results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
              "train_file": job.train_path, "eval_file": job.eval_path,
@@ -96,14 +105,20 @@ def run_job(job: FrozenJob):
   if job.classifier == "prototypes":
     prototypes = fit_prototypes(x, train["label_ids"], len(label_list))
     predict = lambda feats: predict_prototypes(prototypes, feats)  # noqa: E731
+  elif job.classifier == "euclidean":
+    means = evaluation.class_means(x, train["label_ids"], len(label_list))
+    predict = lambda feats: predict_nearest_mean(means, feats)  # noqa: E731
   else:
     w, b = fit_lr(x, train["label_ids"], len(label_list), job.l2, job.steps, job.learning_rate)
     predict = lambda feats: np.argmax(feats @ w + b, axis=1)  # noqa: E731
   results["train_accuracy"] = float(np.mean(predict(x) == train["label_ids"]))
+  results["train_seconds"] = time.time() - start
   if job.eval_path:
+    start = time.time()
     evals = datasets.load_features(job.eval_path, encoder, label_list)
     predictions = predict(evaluation.sentence_features(model, evals, job.eval_batch_size))
     results.update(evaluation.classification_metrics(evals["label_ids"], predictions))
+    results["eval_seconds"] = time.time() - start
   os.makedirs(job.output_dir, exist_ok=True)
   io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)
   return results

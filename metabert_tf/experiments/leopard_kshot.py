@@ -4,10 +4,15 @@ the splits (the population std, as the LEOPARD papers do) per (task, K).
 
 Methods (methods.LEOPARD): fine-tuning of `bert_model` (whatever checkpoint it is: a
 meta-trained one is fine-tuned by its own recipe), with a prototype head start, or a frozen
-encoder with logistic regression or the nearest class mean. One cell per (method, task, K), its
-splits inside; runs in output_dir/<task>_k<K>_s<F> (fine-tuning) and
+encoder with logistic regression or the nearest class mean; and the meta-learned methods
+(Proto-BERT, MT-BERT, FOMAML and Reptile with ProtoMAML's head, LEOPARD, SMLMT, Hybrid-SMLMT),
+each meta-trained once from `bert_model` on the task sources (meta_stage.py: a cell of its
+own, before its tasks), then fine-tuned (the LEOPARD family by the per-K table of
+leopard_per_k_config) or, Proto-BERT, scored by its nearest class mean. One cell per (method,
+task, K), its splits inside; runs in output_dir/<task>_k<K>_s<F> (fine-tuning) and
 output_dir/<method>/<task>_k<K>_s<F> (the others). Writes output_dir/{summary.json,
-results.md, results.png}.
+results.md, results.png} and output_dir/leopard_benchmark.json (every run, and each
+meta-learner's CPU time), the latter after every cell.
 """
 import dataclasses
 import os
@@ -19,14 +24,18 @@ from metabert_tf import finetune_job
 from metabert_tf import frozen
 from metabert_tf import io_utils
 from metabert_tf import runtime
+from metabert_tf.errors import ConfigError
 from metabert_tf.experiments import grid
+from metabert_tf.experiments import meta_stage
 from metabert_tf.experiments import methods as methods_lib
 from metabert_tf.experiments import plots
 from metabert_tf.experiments import recipes
 from metabert_tf.experiments.grid import setting
+from metabert_tf.meta import algorithms
 
 NAME = "leopard"
 FREE_FIELDS = ("tasks", "ks", "splits", "keep_checkpoints", "label", "methods")
+RUNS_FILE = "leopard_benchmark.json"
 
 
 @dataclasses.dataclass
@@ -58,22 +67,59 @@ class Config:
   head_init: str = setting("random", "The dense head's start (run_finetune.py --head_init).",
                            ["random", "prototypes"])
   process_per_cell: bool = setting(True, "Run each (task, K) in a child process.")
+  # The meta-learned methods' stage (meta_stage.py).
+  meta_train_dir: str = setting("../shared/data/meta_train", "GLUE and AG News as distributed "
+                                "(the labeled task sources).")
+  smlmt_data: List[str] = setting([], "SMLMT task files (data_prep.smlmt) for smlmt and "
+                                  "hybrid-smlmt.")
+  meta_tasks: int = setting(400, "Meta-training tasks of every meta-learned method.")
+  meta_seed: int = setting(0, "Meta-training seed.")
+  meta_learning_rate: float = setting(2e-5, "Peak outer AdamW rate (LEOPARD family, "
+                                      "Proto-BERT, MT-BERT).")
+  meta_max_seq_length: int = setting(128, "Meta-training sequence length (batches are trimmed "
+                                     "to their longest example).")
+  max_examples_per_source: int = setting(0, "Read at most this many examples of each labeled "
+                                         "source (0: all).")
+  leopard_per_k_config: Optional[str] = setting(
+      None, "The per-K fine-tuning table of the meta-learned LEOPARD-family methods "
+      "(configs/leopard_per_k.json; smlmt takes hybrid_smlmt's entry).")
+
+
+def _per_k_method(method):
+  """The entry of leopard_per_k_config a LEOPARD-family method is fine-tuned by (else None)."""
+  if method.meta_algorithm not in algorithms.LEOPARD_FAMILY:
+    return None
+  return "hybrid_smlmt" if method.meta_algorithm == "smlmt" else method.meta_algorithm
 
 
 def check(config):
-  """The methods, every split file and the per-K settings, before hours of runs."""
-  methods_lib.check(methods_lib.LEOPARD, config.methods)
+  """The methods, every split file, the per-K settings and the meta-training sources, before
+  hours of runs."""
+  chosen = methods_lib.check(methods_lib.LEOPARD, config.methods)
   for task in config.tasks:
     for k in config.ks:
       for split in range(config.splits):
         datasets.leopard_files(config.data_dir, task, k, split)
   recipes.read_per_k_config(config.per_k_config, config.per_k_method, config.ks)
+  for method in chosen:
+    if _per_k_method(method):
+      if not config.leopard_per_k_config:
+        raise ConfigError(f"{method.name} is fine-tuned by a per-K table: give "
+                          "configs/leopard_per_k.json", field="leopard_per_k_config")
+      recipes.read_per_k_config(config.leopard_per_k_config, _per_k_method(method), config.ks,
+                                "leopard_per_k_config")
+    if method.meta_algorithm:
+      meta_stage.check(config, method)
 
 
 def cells(config):
-  return [grid.Cell(f"{task}, K={k}" if m == "fine-tuning" else f"{m}: {task}, K={k}",
-                    (m, task, k))
-          for m in config.methods for task in config.tasks for k in config.ks]
+  out = []
+  for m in config.methods:
+    if methods_lib.LEOPARD[m].meta_algorithm:
+      out.append(grid.Cell(f"{m}: meta-training", (m, None, None)))
+    out += [grid.Cell(f"{task}, K={k}" if m == "fine-tuning" else f"{m}: {task}, K={k}",
+                      (m, task, k)) for task in config.tasks for k in config.ks]
+  return out
 
 
 def _run_dir(config, method, task, k, split):
@@ -82,13 +128,17 @@ def _run_dir(config, method, task, k, split):
 
 
 def _job(config, method, run_dir, train, evals, k):
-  model = dict(bert_model=config.bert_model, max_seq_length=config.max_seq_length,
+  bert_model = (meta_stage.run_dir(config, method) if method.meta_algorithm
+                else config.bert_model)
+  model = dict(bert_model=bert_model, max_seq_length=config.max_seq_length,
                precision=config.precision, pooling=config.pooling)
   if method.frozen:
     return frozen.FrozenJob(output_dir=run_dir, train_path=train, eval_path=evals,
                             classifier=method.frozen, **model)
-  recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, per_k=(
-      recipes.read_per_k_config(config.per_k_config, config.per_k_method, [k])))
+  per_k = (recipes.read_per_k_config(config.leopard_per_k_config, _per_k_method(method), [k])
+           if _per_k_method(method) else
+           recipes.read_per_k_config(config.per_k_config, config.per_k_method, [k]))
+  recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, per_k=per_k)
   head_init = config.head_init if method.name == "fine-tuning" else method.head_init
   return finetune_job.FinetuneJob(
       output_dir=run_dir, train_path=train, eval_path=evals, leopard_head=config.leopard_head,
@@ -98,6 +148,10 @@ def _job(config, method, run_dir, train, evals, k):
 def run_cell(config, cell):
   name, task, k = cell.key
   method = methods_lib.LEOPARD[name]
+  if task is None:  # the method's meta-training
+    meta_stage.run(config, method)
+    write_runs(config)
+    return
   for split in range(config.splits):
     run_dir = _run_dir(config, name, task, k, split)
     train, evals = datasets.leopard_files(config.data_dir, task, k, split)
@@ -108,12 +162,44 @@ def run_cell(config, cell):
       (frozen.run_job if method.frozen else finetune_job.run_job)(job)
     grid.reuse_or_run(run_dir, work)
     grid.drop_checkpoints(run_dir, config.keep_checkpoints)
+  write_runs(config)
+
+
+def write_runs(config):
+  """output_dir/leopard_benchmark.json: every finished run of the grid so far, {"runs":
+  [{method, task, k, split, accuracy, meta_learned, seconds}]} (seconds: fitting, then
+  scoring), and each meta-learned method's meta-training (tasks, CPU seconds, seed)."""
+  runs, meta = [], {}
+  for name in config.methods:
+    method = methods_lib.LEOPARD[name]
+    if method.meta_algorithm:
+      path = os.path.join(meta_stage.run_dir(config, method), "results.json")
+      if os.path.exists(path):
+        done = grid.read_results(os.path.dirname(path))
+        meta[name] = {"algorithm": method.meta_algorithm, "num_tasks": done.get("num_tasks"),
+                      "seconds": done.get("train_seconds"), "seed": config.meta_seed}
+    for task in config.tasks:
+      for k in config.ks:
+        for split in range(config.splits):
+          run_dir = _run_dir(config, name, task, k, split)
+          if not os.path.exists(os.path.join(run_dir, "results.json")):
+            continue
+          r = grid.read_results(run_dir)
+          runs.append({"method": name, "task": task, "k": k, "split": split,
+                       "accuracy": r["accuracy"], "meta_learned": bool(method.meta_algorithm),
+                       "train_seconds": r.get("train_seconds"),
+                       "eval_seconds": r.get("eval_seconds"),
+                       "did_not_learn": evaluation.did_not_learn(r)})
+  io_utils.atomic_write_json(os.path.join(config.output_dir, RUNS_FILE),
+                             {"runs": runs, "meta_training": meta})
 
 
 def report(config, cells_run):
   accuracies, not_learned = {}, {}
   for cell in cells_run:
     name, task, k = cell.key
+    if task is None:
+      continue
     row = (task, config.label if name == "fine-tuning" else methods_lib.LEOPARD[name].label)
     runs = [grid.read_results(_run_dir(config, name, task, k, f)) for f in range(config.splits)]
     accuracies.setdefault(row, {})[k] = [r["accuracy"] for r in runs]

@@ -22,6 +22,7 @@ class Method:
   scored_by_stage: bool = False          # evaluated as the stage trained it, no fine-tuning
   head_init: str = "random"              # fine-tuning's dense head start (or "prototypes")
   frozen: Optional[str] = None           # no fine-tuning: frozen.py's classifier on features
+  note: str = ""                         # what the table should say of it
 
   @property
   def has_stage(self):
@@ -38,6 +39,20 @@ LEOPARD = _registry(
     Method("fine-tuning-proto", "fine-tuning (prototype head)", head_init="prototypes"),
     Method("frozen-lr", "frozen encoder + logistic regression", frozen="lr"),
     Method("frozen-prototypes", "frozen encoder + nearest class mean", frozen="prototypes"),
+    # Meta-learned on the task sources (meta_stage.py), then met the new task as stated.
+    Method("proto-bert", "Proto-BERT", meta_algorithm="proto_bert", frozen="euclidean",
+           note="nearest class mean (Euclidean) of the meta-trained encoder, no fine-tuning"),
+    Method("mt-bert", "MT-BERT", meta_algorithm="mt_bert",
+           note="multi-task encoder, fine-tuned with a new head"),
+    Method("fomaml", "FOMAML (ProtoMAML head)", meta_algorithm="proto_fomaml",
+           head_init="prototypes", note="per-task prototype head; fine-tuned from it"),
+    Method("reptile", "Reptile (ProtoMAML head)", meta_algorithm="proto_reptile",
+           head_init="prototypes", note="per-task prototype head; fine-tuned from it"),
+    Method("leopard", "LEOPARD", meta_algorithm="leopard",
+           note="generated head, SGD at the learned rates"),
+    Method("smlmt", "SMLMT", meta_algorithm="smlmt", note="generated head, learned rates"),
+    Method("hybrid-smlmt", "Hybrid-SMLMT", meta_algorithm="hybrid_smlmt",
+           note="generated head, learned rates"),
 )
 
 # Meta-BERT's leave-one-domain-out experiment (meta_bert.py).

@@ -34,12 +34,13 @@ class Recipe:
         progress=False, save_every_steps=training.SAVE_AT_END_ONLY)
 
 
-def read_per_k_config(path, method, ks):
-  """{K: [epochs per class, batch per class]} of `method` in the JSON at `path` (None: none)."""
+def read_per_k_config(path, method, ks, flag="per_k_config"):
+  """{K: [epochs per class, batch per class]} of `method` in the JSON at `path` (None: none);
+  `flag`: the setting that named the file (in errors)."""
   if not path:
     return None
   if not os.path.isfile(path):
-    raise DataError(path, "file not found (--per_k_config)")
+    raise DataError(path, f"file not found (--{flag})")
   with open(path, encoding="utf-8") as f:
     try:
       config = json.load(f)
@@ -49,7 +50,8 @@ def read_per_k_config(path, method, ks):
   if not isinstance(config, dict):
     raise DataError(path, "expected a JSON object {method: {K: [epochs, batch] per class}}")
   if method not in config:
-    raise DataError(path, f"no settings for --per_k_method {method!r} (have "
+    what = f"--per_k_method {method!r}" if flag == "per_k_config" else repr(method)
+    raise DataError(path, f"no settings for {what} (have "
                     f"{sorted(k for k in config if not k.startswith('_'))})")
   missing = [k for k in ks if str(k) not in config[method]]
   if missing:

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from typing import Any
 
 from absl import logging
@@ -63,6 +64,14 @@ class MetaConfig:
   bucket: int = 32                    # sequence lengths are trimmed to a multiple of this
   dropout: bool = True                # False: deterministic updates (tests)
   progress: bool = True
+
+
+def _read_history(path, step):
+  """The entries of a history file up to `step` (a resumed run keeps its record; 0: none)."""
+  if not step or not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [h for h in json.load(f) if h["step"] <= step]
 
 
 def _step_of(checkpoint_name):
@@ -136,8 +145,11 @@ class MetaTrainer:
       # traced twice.
       self.optimizer._create_all_weights(self.outer_vars)  # pylint: disable=protected-access
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="meta_step")
+      # Seconds spent in meta-steps up to the checkpoint (a resumed run adds its own).
+      self.seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
     self.checkpoint = checkpoints.model_checkpoint(self.model, metadata, optimizer=self.optimizer,
-                                                   step=self.step, **self.extras)
+                                                   step=self.step, train_seconds=self.seconds,
+                                                   **self.extras)
     self.ckpt_dir = os.path.join(output_dir, "ckpt")
     self._meta_step = tf.function(self._meta_step_fn, reduce_retracing=True)
     self._adapt_and_predict = tf.function(self._adapt_and_predict_fn, reduce_retracing=True)
@@ -294,10 +306,10 @@ class MetaTrainer:
     writer = (tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
               if self._is_chief() else tf.summary.create_noop_writer())
     history_file = os.path.join(self.output_dir, "meta_test_history.json")
-    history = []
-    if int(self.step.numpy()) and os.path.exists(history_file):  # resuming: keep the record
-      with open(history_file) as f:
-        history = [h for h in json.load(f) if h["step"] <= int(self.step.numpy())]
+    history = _read_history(history_file, int(self.step.numpy()))
+    # The mean query loss of every meta-step, saved with each checkpoint (the training curve).
+    losses_file = os.path.join(self.output_dir, "query_loss_history.json")
+    losses = _read_history(losses_file, int(self.step.numpy()))
     if int(self.step.numpy()) == 0:
       history.append({"step": 0, "meta_test_accuracy": self._log_meta_test(writer, 0)})
       io_utils.atomic_write_json(history_file, history)
@@ -305,8 +317,11 @@ class MetaTrainer:
               disable=not self.config.progress) as bar, writer.as_default():
       while int(self.step.numpy()) < total:
         step = int(self.step.numpy())
+        start = time.perf_counter()
         loss = self.train_step(step)
+        self.seconds.assign_add(time.perf_counter() - start)
         self.step.assign_add(1)
+        losses.append({"step": step + 1, "query_loss": loss})
         tf.summary.scalar("meta/query_loss", loss, step=step + 1)
         bar.update(1)
         bar.set_postfix(query_loss=f"{loss:.4f}")
@@ -320,6 +335,8 @@ class MetaTrainer:
             # the step; the other order would lose the entry for good.
             if self._is_chief():
               io_utils.atomic_write_json(history_file, history)
+          if self._is_chief():
+            io_utils.atomic_write_json(losses_file, losses)
           self.save(epoch, step + 1)
     return history
 

@@ -154,7 +154,8 @@ def run_meta_job(job: MetaJob, strategy=None, inputs=None):
   results = {"algorithm": job.algorithm, "algorithm_config": dataclasses.asdict(
                  trainer.algorithm.config), "label_list": label_list, "pooling": pooling,
              "train_domains": train_domains, "test_domains": list(job.test_domains),
-             "meta_test_history": history,
+             "meta_test_history": history, "num_tasks": job.meta.num_train_task * job.meta.epochs,
+             "train_seconds": float(trainer.seconds.numpy()),
              "checkpoint": os.path.abspath(tf.train.latest_checkpoint(trainer.ckpt_dir))}
   if runtime.is_chief(strategy):
     io_utils.atomic_write_json(os.path.join(job.output_dir, "results.json"), results)

@@ -1,0 +1,71 @@
+"""The LEOPARD benchmark's meta-learned methods end to end at toy scale: each meta-trains once
+on the shared GLUE / AG News task sources (tiny BERT, a few tasks), then meets the toy task as
+its method says; every run lands in leopard_benchmark.json, and a second run reuses them."""
+import json
+import os
+
+import pytest
+
+from metabert_tf.errors import ConfigError
+from metabert_tf.errors import DataError
+from metabert_tf.experiments import grid
+from metabert_tf.experiments import leopard_kshot
+from tests.test_harness import write_leopard_task
+
+METHODS = ["fine-tuning", "proto-bert", "mt-bert", "fomaml", "leopard"]
+
+
+def _config(tmp_path, model_dir, meta_train_dir, **overrides):
+  per_k = tmp_path / "per_k.json"
+  per_k.write_text(json.dumps({"leopard": {"3": [1, 1]}, "hybrid_smlmt": {"3": [1, 1]}}))
+  return leopard_kshot.Config(**{**dict(
+      data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "out"), tasks=["toy"], ks=[3],
+      splits=1, bert_model=model_dir, max_seq_length=16, steps=2, batch_size=2,
+      methods=METHODS, process_per_cell=False, meta_train_dir=meta_train_dir, meta_tasks=4,
+      meta_max_seq_length=16, max_examples_per_source=120, leopard_per_k_config=str(per_k)),
+      **overrides})
+
+
+def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_dir, shared_dir):
+  write_leopard_task(tmp_path / "data", "toy", ks=(3,), splits=1)
+  config = _config(tmp_path, tiny_google_dir, os.path.join(shared_dir, "data", "meta_train"))
+  table = grid.run(leopard_kshot, config)
+  for label in ("Proto-BERT", "MT-BERT", "FOMAML (ProtoMAML head)", "LEOPARD"):
+    assert f"| toy | {label} |" in table
+  out = tmp_path / "out"
+  record = json.load(open(out / "leopard_benchmark.json"))
+  assert sorted((r["method"], r["k"], r["split"]) for r in record["runs"]) == sorted(
+      (m, 3, 0) for m in METHODS)
+  for r in record["runs"]:
+    assert 0.0 <= r["accuracy"] <= 1.0 and r["meta_learned"] == (r["method"] != "fine-tuning")
+  assert set(record["meta_training"]) == set(METHODS) - {"fine-tuning"}
+  for name, meta in record["meta_training"].items():
+    assert meta["num_tasks"] == 4 and meta["seconds"] > 0, name
+    curve = json.load(open(out / "meta" / name / "query_loss_history.json"))
+    assert [h["step"] for h in curve] == [1]  # 4 tasks = one meta-step of 4
+  proto = json.load(open(out / "proto-bert/toy_k3_s0/results.json"))
+  assert proto["method"] == "frozen-euclidean"
+  fomaml = json.load(open(out / "fomaml/toy_k3_s0/results.json"))
+  assert fomaml["head_init"] == "prototypes"
+  leopard = json.load(open(out / "leopard/toy_k3_s0/results.json"))
+  # the LEOPARD recipe of the per-K table: [1, 1] per class x N = 2
+  assert (leopard["train_config"]["epochs"], leopard["train_config"]["batch_size"]) == (2, 2)
+  # Everything is reused on a second run.
+  stamps = {p: p.stat().st_mtime for p in out.glob("**/results.json")}
+  grid.run(leopard_kshot, config)
+  assert {p: p.stat().st_mtime for p in out.glob("**/results.json")} == stamps
+
+
+def test_a_leopard_family_method_needs_its_per_k_table(tmp_path, tiny_google_dir):
+  write_leopard_task(tmp_path / "data", "toy", ks=(3,), splits=1)
+  config = _config(tmp_path, tiny_google_dir, "unused", methods=["leopard"],
+                   leopard_per_k_config=None)
+  with pytest.raises(ConfigError) as raised:
+    leopard_kshot.check(config)
+  assert raised.value.field == "leopard_per_k_config"
+  config = _config(tmp_path, tiny_google_dir, "unused", methods=["hybrid-smlmt"])
+  with pytest.raises(ConfigError, match="SMLMT tasks"):
+    leopard_kshot.check(config)
+  (tmp_path / "per_k.json").write_text('{"leopard": {"3": [1, 1]}}')
+  with pytest.raises(DataError, match="no settings for 'hybrid_smlmt'"):
+    leopard_kshot.check(config)
