@@ -14,6 +14,8 @@ import os
 import tempfile
 import time
 
+import os, sys  # noqa: E401,E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402

@@ -16,6 +16,8 @@ import glob
 import os
 import tempfile
 
+import os, sys  # noqa: E401,E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import metabert_tf  # noqa: F401,E402  (first: it keeps TF's C++ log lines quiet)

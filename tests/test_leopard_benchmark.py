@@ -1,6 +1,7 @@
 """The LEOPARD benchmark's meta-learned methods end to end at toy scale: each meta-trains once
 on the shared GLUE / AG News task sources (tiny BERT, a few tasks), then meets the toy task as
 its method says; every run lands in leopard_benchmark.json, and a second run reuses them."""
+import dataclasses
 import json
 import os
 
@@ -54,6 +55,10 @@ def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_
   stamps = {p: p.stat().st_mtime for p in out.glob("**/results.json")}
   grid.run(leopard_kshot, config)
   assert {p: p.stat().st_mtime for p in out.glob("**/results.json")} == stamps
+  # Other meta-training settings for the same output dir are refused (the baselines are not
+  # affected by them, so the grid's fingerprint leaves them free).
+  with pytest.raises(ConfigError, match="meta_tasks"):
+    grid.run(leopard_kshot, dataclasses.replace(config, meta_tasks=8))
 
 
 def test_a_leopard_family_method_needs_its_per_k_table(tmp_path, tiny_google_dir):

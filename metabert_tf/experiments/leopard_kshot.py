@@ -34,7 +34,8 @@ from metabert_tf.experiments.grid import setting
 from metabert_tf.meta import algorithms
 
 NAME = "leopard"
-FREE_FIELDS = ("tasks", "ks", "splits", "keep_checkpoints", "label", "methods")
+FREE_FIELDS = ("tasks", "ks", "splits", "keep_checkpoints", "label", "methods",
+               *meta_stage.FIELDS)  # checked per meta-training (meta_stage.py)
 RUNS_FILE = "leopard_benchmark.json"
 
 
@@ -57,7 +58,7 @@ class Config:
   keep_checkpoints: bool = setting(False, "Keep each run's ckpt/ (large).")
   label: str = setting("fine-tuning", "Name of the fine-tuning method in the table.")
   methods: List[str] = setting(["fine-tuning"], "Methods (experiments/methods.py LEOPARD): "
-                               "fine-tuning, fine-tuning-proto, frozen-lr, frozen-prototypes.")
+                               f"{', '.join(methods_lib.LEOPARD)}.")
   per_k_config: Optional[str] = setting(None, "JSON of {method: {K: [epochs per class, batch "
                                         "per class]}} (configs/leopard_per_k.json): epochs and "
                                         "batch size = those x N, instead of steps/batch_size.")

@@ -6,8 +6,10 @@ shape and the same number of tasks, fp32, resumable (a checkpoint every 10 meta-
 The run is output_dir/meta/<method>; its results.json holds its meta-training seconds and
 query_loss_history.json its training curve.
 """
+import json
 import os
 
+from metabert_tf import io_utils
 from metabert_tf.errors import ConfigError
 from metabert_tf.experiments import grid
 from metabert_tf.meta import algorithms
@@ -69,12 +71,39 @@ def job(config, method):
 
 
 def check(config, method):
-  """Reads the sources (a bad one fails before any run)."""
+  """Reads the sources and compares the settings with a run already there (a bad source or
+  a changed setting fails before any run)."""
+  _check_settings(config, run_dir(config, method), record=False)
   meta_job.read_inputs(job(config, method))
+
+
+# The protocol's settings a meta-training depends on: free in the grid's fingerprint (baselines
+# run before them do not depend on them), checked per method against its run's stage.json.
+FIELDS = ("meta_train_dir", "smlmt_data", "meta_tasks", "meta_seed", "meta_learning_rate",
+          "meta_max_seq_length", "max_examples_per_source")
+
+
+def _check_settings(config, out, record=True):
+  """Refuses other settings than those of the run already in `out` (its stage.json); with
+  `record`, writes them there."""
+  settings = {name: getattr(config, name) for name in FIELDS + ("bert_model",)}
+  path = os.path.join(out, "stage.json")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      old = json.load(f)
+    changed = sorted(n for n in settings if old.get(n) != settings[n])
+    if changed:
+      raise ConfigError(f"{out} was meta-trained with other settings ({', '.join(changed)}: "
+                        f"{[old.get(n) for n in changed]}): use the same, or another "
+                        "--output_dir", field=changed[0])
+  if record:
+    os.makedirs(out, exist_ok=True)
+    io_utils.atomic_write_json(path, settings)
 
 
 def run(config, method):
   """Meta-trains `method` (or reuses/resumes its run); returns its results."""
   out = run_dir(config, method)
+  _check_settings(config, out)
   grid.reuse_or_run(out, lambda: meta_job.run_meta_job(job(config, method)))
   return grid.read_results(out)

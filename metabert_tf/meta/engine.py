@@ -102,7 +102,7 @@ class MetaTrainer:
     episodes_lib.check_disjoint_domains(tasks.train_domains, tasks.test_domains)
     self.strategy, self.config, self.algorithm = strategy, config, algorithm
     features, label_list = tasks.features, tasks.label_list
-    self.features, self.output_dir = features, output_dir
+    self.features, self.output_dir, self.pooling = features, output_dir, pooling
     replicas = strategy.num_replicas_in_sync
     per_replica = config.tasks_per_replica or config.outer_batch_size // replicas
     if per_replica * replicas != config.outer_batch_size:

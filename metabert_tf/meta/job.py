@@ -115,9 +115,9 @@ def _with_defaults(job):
   return job
 
 
-def run_meta_job(job: MetaJob, strategy=None, inputs=None):
-  """Meta-trains (or resumes) `job`; returns (and writes to output_dir/results.json) results.
-  `inputs`: what read_inputs(job) returned (default: read here)."""
+def build_trainer(job: MetaJob, strategy=None, inputs=None):
+  """(the MetaTrainer of `job`, its inputs, the job with its algorithm's defaults filled in),
+  ready to train. `inputs`: what read_inputs(job) returned (default: read here)."""
   entry = algorithms.get(job.algorithm)
   strategy = strategy or tf.distribute.get_strategy()
   runtime.set_seed(job.meta.seed)
@@ -129,8 +129,8 @@ def run_meta_job(job: MetaJob, strategy=None, inputs=None):
                     "inner loop (leopard.py); meta-train in fp32", job.algorithm)
   job = _with_defaults(job)
   algorithm = algorithms.make(job.algorithm, job.meta.algorithm)
-  features, label_list, domain_list, train_domains, sampler, exclude = (
-      inputs if inputs is not None else read_inputs(job))
+  inputs = inputs if inputs is not None else read_inputs(job)
+  features, label_list, domain_list, train_domains, sampler, exclude = inputs
   logging.info("Meta-training domains %s; test domains %s", train_domains, job.test_domains)
   if by_sources:
     logging.info("Task sources (sampling probability): %s", ", ".join(
@@ -150,9 +150,18 @@ def run_meta_job(job: MetaJob, strategy=None, inputs=None):
                            max_classes=sampler.max_classes if by_sources else None)
   trainer = engine.MetaTrainer(strategy, algorithm, job.meta, backbone, tasks, job.output_dir,
                                metadata, pooling=pooling)
+  return trainer, inputs, job
+
+
+def run_meta_job(job: MetaJob, strategy=None, inputs=None):
+  """Meta-trains (or resumes) `job`; returns (and writes to output_dir/results.json) results.
+  `inputs`: what read_inputs(job) returned (default: read here)."""
+  strategy = strategy or tf.distribute.get_strategy()
+  trainer, inputs, job = build_trainer(job, strategy, inputs)
+  _, label_list, _, train_domains, _, _ = inputs
   history = trainer.train(job.save_every_steps)
   results = {"algorithm": job.algorithm, "algorithm_config": dataclasses.asdict(
-                 trainer.algorithm.config), "label_list": label_list, "pooling": pooling,
+                 trainer.algorithm.config), "label_list": label_list, "pooling": trainer.pooling,
              "train_domains": train_domains, "test_domains": list(job.test_domains),
              "meta_test_history": history, "num_tasks": job.meta.num_train_task * job.meta.epochs,
              "train_seconds": float(trainer.seconds.numpy()),

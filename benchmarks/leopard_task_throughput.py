@@ -1,0 +1,97 @@
+r"""Meta-training throughput at the LEOPARD benchmark's settings: tasks/hour and examples/second
+of each meta-learner of `python -m metabert_tf.experiments --protocol leopard`, fp32 and bf16,
+with GFLOP/example and the fraction of this machine's matmul peak (measured in the same run).
+
+  .venv/bin/python benchmarks/leopard_task_throughput.py --data ../shared/data/meta_train \
+      --output docs/measurements/leopard_task_throughput.json
+
+Each meta-learner is built exactly as the benchmark's meta-training stage builds it
+(experiments/meta_stage.py: the six GLUE / AG News sources, minilm-l6, max_seq_length 128 with
+batches trimmed to their longest example, 80 support + 10 query per task, 4 tasks per
+meta-step, the algorithm's own engine settings) and timed over --steps meta-steps after one
+warm-up step. GFLOP per task counts each example's passes through the encoder at its batch's
+length: forward 1, forward and backward 3 (UNITS below). bf16 is measured for speed only:
+the benchmark meta-trains in fp32 (an inner step is below bf16's resolution, leopard.py).
+"""
+import tempfile
+import time
+
+import os, sys  # noqa: E401,E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
+from absl import app
+from absl import flags
+import metabert_tf  # noqa: F401  (first: it keeps TF's C++ log lines quiet)
+
+import bench_common
+from metabert_tf import backbones
+from metabert_tf import flag_rules
+from metabert_tf.experiments import leopard_kshot
+from metabert_tf.experiments import meta_stage
+from metabert_tf.experiments import methods
+from metabert_tf.meta import job as meta_job
+
+bench_common.define_flags("The meta-training directory (GLUE and AG News as distributed).")
+flags.DEFINE_list("methods", ["leopard", "fomaml", "reptile", "proto-bert", "mt-bert"],
+                  "Meta-learned methods of the LEOPARD protocol to time.")
+flags.DEFINE_integer("steps", 3, "Timed meta-steps (after one warm-up step).")
+flags.DEFINE_integer("max_examples_per_source", 0, "Read at most this many examples per source.")
+flag_rules.register()
+FLAGS = flags.FLAGS
+
+# Encoder passes per task, (per support example, per query example): forward 1, forward and
+# backward 3. LEOPARD: rows from batch 0 (forward, backward for the generator), 7 inner steps,
+# one query gradient; ProtoMAML FOMAML: rows from all 80 (forward, backward through them), 8
+# inner steps, the query gradient; ProtoMAML Reptile: rows (forward), 8 inner steps, the query
+# loss (forward); Proto-BERT and MT-BERT: every example once, forward and backward.
+UNITS = {"leopard": (3, 3), "proto_fomaml": (6, 3), "proto_reptile": (4, 1),
+         "proto_bert": (3, 3), "mt_bert": (3, 3)}
+
+
+def measure_one(precision, method):
+  with tempfile.TemporaryDirectory() as tmp:
+    config = leopard_kshot.Config(
+        output_dir=tmp, bert_model=FLAGS.bert_model, meta_train_dir=FLAGS.data,
+        meta_tasks=4 * (FLAGS.steps + 1), meta_max_seq_length=FLAGS.max_seq_length,
+        max_examples_per_source=FLAGS.max_examples_per_source)
+    job = meta_stage.job(config, method)
+    job = meta_job.MetaJob(**{**job.__dict__, "precision": precision})
+    trainer, _, job = meta_job.build_trainer(job)
+    trainer.train_step(0)
+    start = time.perf_counter()
+    for step in range(1, FLAGS.steps + 1):
+      trainer.train_step(step)
+    seconds = time.perf_counter() - start
+    encoder = backbones.describe_backbone(FLAGS.bert_model).config
+    support_units, query_units = UNITS[method.meta_algorithm]
+    gflop = 0.0
+    for step in range(1, FLAGS.steps + 1):
+      chosen = [trainer.train_sampler.episode(i) for i in trainer.task_ids(step)]
+      for part, units in (("support", support_units), ("query", query_units)):
+        batch = trainer._gather([getattr(e, part) for e in chosen])  # pylint: disable=protected-access
+        n, length = batch["input_mask"].shape[1:]
+        gflop += len(chosen) * units * n * bench_common.encoder_gflop(encoder, length)
+  tasks = FLAGS.steps * job.meta.outer_batch_size
+  per_task = job.meta.episodes.num_support + job.meta.episodes.num_query
+  result = {"tasks_per_hour": tasks / seconds * 3600, "seconds_per_meta_step": seconds / FLAGS.steps,
+            "examples_per_second": tasks * per_task / seconds,
+            "matmul_peak_gflops": bench_common.matmul_peak_gflops(precision)}
+  result.update(bench_common.work_report(result["examples_per_second"],
+                                         gflop / (tasks * per_task), result["matmul_peak_gflops"]))
+  return result
+
+
+def measure(precision):
+  out = {}
+  for name in FLAGS.methods:
+    out.update({f"{name}_{k}": v for k, v in
+                measure_one(precision, methods.LEOPARD[name]).items()})
+  return out
+
+
+def main(_):
+  bench_common.run(measure, ["bert_model", "max_seq_length", "data", "methods", "steps",
+                             "max_examples_per_source"])
+
+
+if __name__ == "__main__":
+  app.run(main)
