@@ -95,7 +95,7 @@ SEQ_LENGTH = Number(8, integer=True)               # [CLS] a [SEP] b [SEP] with 
 RULES = {
     # learning rates and step sizes
     **dict.fromkeys(["learning_rate", "inner_update_lr", "outer_update_lr", "train_lr",
-                     "timeout"], POSITIVE),
+                     "meta_learning_rate", "timeout"], POSITIVE),
     "reptile_epsilon": Number(0, 1, low_inclusive=False),
     # loss weights and shares
     **dict.fromkeys(["mft_lambda", "adversarial_weight"], NON_NEGATIVE),
@@ -108,14 +108,14 @@ RULES = {
                      "mft_epochs", "meta_epochs", "test_size", "num_splits", "tasks_per_n",
                      "sentences_per_word", "min_count", "max_count", "repeats",
                      "export_batch_size", "export_examples", "inference_batch_size",
-                     "inference_examples", "tasks_per_step", "profile_steps", "top"], COUNT),
+                     "inference_examples", "tasks_per_step", "profile_steps", "top", "meta_tasks"], COUNT),
     **dict.fromkeys(["meta_batchsz", "num_batches", "task_size"], Number(2, integer=True)),
     "SGD_K": Number(1, 1, integer=True),  # only one learned rate per group is supported
-    "max_seq_length": SEQ_LENGTH,
+    **dict.fromkeys(["max_seq_length", "meta_max_seq_length"], SEQ_LENGTH),
     # indices and "0 = off" counts
     **dict.fromkeys(["seed", "split", "save_every_steps", "num_test_task",
                      "inner_update_step_eval", "tasks_per_replica", "max_examples_per_source",
-                     "min_layer_with_grad", "shots", "bucket", "run_cell"], INDEX),
+                     "min_layer_with_grad", "shots", "bucket", "run_cell", "meta_seed"], INDEX),
     # lists
     **dict.fromkeys(["ks"], Items(COUNT)),
     "seeds": Items(INDEX),
@@ -123,7 +123,7 @@ RULES = {
     "corruption_layers": Items(COUNT),
     "num_classes": Items(Number(2, integer=True)),
     **dict.fromkeys(["label_list", "tasks", "test_domains", "held_out", "methods", "precisions",
-                     "algorithms"], Items()),
+                     "algorithms", "smlmt_data"], Items()),
 }
 # data_prep.kshot's --k is a list of K values; run_finetune.py's --k one K.
 LIST_RULES = {"k": Items(COUNT)}

@@ -17,6 +17,7 @@ ALL = [
     "data_prep/mft_splits.py", "data_prep/download.py",
     "benchmarks/finetune_throughput.py", "benchmarks/meta_train_throughput.py",
     "benchmarks/mft_throughput.py", "benchmarks/profile_meta_step.py",
+    "benchmarks/leopard_task_throughput.py",
 ]
 
 

@@ -159,3 +159,23 @@ def test_hybrid_smlmt_cli_takes_several_sources_and_its_flags(tmp_path, tiny_goo
   line = programs.error_line("run_meta_train.py", "--algorithm=smlmt",
                              f"--output_dir={tmp_path / 's'}", *common, "--num_batches=4")
   assert "must be a multiple of --num_batches (4)" in line
+
+
+def test_benchmark_learners_from_the_cli_and_their_unread_flags(tmp_path, tiny_google_dir):
+  """proto_bert from run_meta_train.py in this process (its settings, its curve), and a flag
+  only the LEOPARD family reads refused for ProtoMAML-FOMAML before anything is written."""
+  specs = [tiny_models.write_domain_json(str(tmp_path / "toy.json"))]  # 3 sources of 2 classes
+  common = [f"--bert_model={tiny_google_dir}", "--max_seq_length=16", "--meta_batchsz=9",
+            "--num_batches=3", "--num_query=3", "--num_train_task=2", "--outer_batch_size=2",
+            "--noprogress"] + [f"--data={s}" for s in specs]
+  out = tmp_path / "pb"
+  status, err = programs.run("run_meta_train.py", "--algorithm=proto_bert",
+                             f"--output_dir={out}", "--learning_rate=3e-5", *common)
+  assert status == 0, err[-3000:]
+  results = json.load(open(out / "results.json"))
+  assert results["algorithm_config"]["learning_rate"] == 3e-5 and results["train_seconds"] > 0
+  assert [h["step"] for h in json.load(open(out / "query_loss_history.json"))] == [1]
+  line = programs.error_line("run_meta_train.py", "--algorithm=proto_fomaml", "--train_lr=0.1",
+                             f"--output_dir={tmp_path / 'pf'}", *common)
+  assert "--train_lr is not read by --algorithm=proto_fomaml" in line
+  assert not (tmp_path / "pf").exists()
