@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 
 from metabert_tf.errors import ConfigError
@@ -44,6 +45,7 @@ def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_
     assert meta["num_tasks"] == 4 and meta["seconds"] > 0, name
     curve = json.load(open(out / "meta" / name / "query_loss_history.json"))
     assert [h["step"] for h in curve] == [1]  # 4 tasks = one meta-step of 4
+  assert "| MT-BERT | 4 tasks" in (out / "benchmark.md").read_text()
   proto = json.load(open(out / "proto-bert/toy_k3_s0/results.json"))
   assert proto["method"] == "frozen-euclidean"
   fomaml = json.load(open(out / "fomaml/toy_k3_s0/results.json"))
@@ -74,3 +76,27 @@ def test_a_leopard_family_method_needs_its_per_k_table(tmp_path, tiny_google_dir
   (tmp_path / "per_k.json").write_text('{"leopard": {"3": [1, 1]}}')
   with pytest.raises(DataError, match="no settings for 'hybrid_smlmt'"):
     leopard_kshot.check(config)
+
+
+def test_benchmark_report_averages_splits_every_task_has(tmp_path):
+  from metabert_tf.experiments import benchmark_report  # pylint: disable=import-outside-toplevel
+
+  def run(method, task, split, accuracy, **extra):
+    return {"method": method, "task": task, "k": 4, "split": split, "accuracy": accuracy,
+            "meta_learned": method != "fine-tuning", "train_seconds": 2.0, "eval_seconds": 1.0,
+            **extra}
+  record = {"runs": [run("fine-tuning", "a", 0, 0.5), run("fine-tuning", "a", 1, 0.7),
+                     run("fine-tuning", "b", 0, 0.7), run("fine-tuning", "b", 1, 0.9),
+                     run("leopard", "a", 0, 0.6, did_not_learn=True), run("leopard", "b", 0, 0.8),
+                     run("leopard", "b", 1, 1.0)],
+            "meta_training": {"leopard": {"num_tasks": 8, "seconds": 7200.0}}}
+  summary = benchmark_report.summarize(record)
+  # per split the mean over tasks (0.6, 0.8), then over splits
+  stats = summary["average"]["fine-tuning"]["4"]
+  assert np.allclose([stats["mean"], stats["std"]], [0.7, 0.1]) and stats["n"] == 2
+  assert summary["average"]["leopard"]["4"]["n"] == 1  # split 1 of task a is missing
+  assert summary["per_task"]["leopard"]["a"]["4"]["not_learned"] == 1
+  text = benchmark_report.write(record, tmp_path / "t.md", tmp_path / "t.png")
+  assert "| LEOPARD | 70.0 +- 0.0 (n=1) | +0.0% |" in text
+  assert "| LEOPARD | 8 tasks, 2.00 h | 2 | 1 |" in text
+  assert (tmp_path / "t.png").stat().st_size > 0

@@ -15,6 +15,7 @@ results.md, results.png} and output_dir/leopard_benchmark.json (every run, and e
 meta-learner's CPU time), the latter after every cell.
 """
 import dataclasses
+import json
 import os
 from typing import List, Optional
 
@@ -25,6 +26,7 @@ from metabert_tf import frozen
 from metabert_tf import io_utils
 from metabert_tf import runtime
 from metabert_tf.errors import ConfigError
+from metabert_tf.experiments import benchmark_report
 from metabert_tf.experiments import grid
 from metabert_tf.experiments import meta_stage
 from metabert_tf.experiments import methods as methods_lib
@@ -226,4 +228,8 @@ def report(config, cells_run):
   io_utils.atomic_write_text(os.path.join(config.output_dir, "results.md"), table)
   plots.accuracy_by_k({f"{task}, {label}": by_k for (task, label), by_k in by_row.items()},
                       os.path.join(config.output_dir, "results.png"))
+  write_runs(config)  # and its averages over tasks, with each method's cost
+  with open(os.path.join(config.output_dir, RUNS_FILE), encoding="utf-8") as f:
+    benchmark_report.write(json.load(f), os.path.join(config.output_dir, "benchmark.md"),
+                           os.path.join(config.output_dir, "benchmark.png"))
   return table
