@@ -45,7 +45,8 @@ flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 SUPERVISED = multidomain_job.METHODS  # run by run_multidomain.py
 flags.DEFINE_enum("algorithm", "fomaml", list(algorithms.NAMES),
                   "fomaml, reptile: Meta-BERT (episodes of domains, inner loops); leopard, "
-                  "smlmt, hybrid_smlmt: task sources (mft, mix, mtl, adv: run_multidomain.py).")
+                  "smlmt, hybrid_smlmt, proto_fomaml, proto_reptile (ProtoMAML's head), "
+                  "proto_bert, mt_bert: task sources (mft, mix, mtl, adv: run_multidomain.py).")
 flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
                   "classic: theta += eps * mean(phi - theta); adam: theta - phi fed to Adam.")
 flags.DEFINE_multi_string("data", None, "Multi-domain labeled data (any reader format with "
@@ -82,8 +83,9 @@ flags.DEFINE_integer("epochs", None, "fomaml, reptile: passes over the num_train
 flags.DEFINE_integer("save_every_steps", 0, "Also checkpoint every N meta-steps (0: per epoch).")
 flags.DEFINE_list("label_list", None, "Label order (ids); default: the model's, else sorted.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
-flags.DEFINE_float("learning_rate", None, "leopard, smlmt, hybrid_smlmt: the peak outer AdamW "
-                   "rate (default 1e-5), 10% warm-up, linear decay.")
+flags.DEFINE_float("learning_rate", None, "leopard, smlmt, hybrid_smlmt (default 1e-5), "
+                   "proto_bert, mt_bert (2e-5): the peak outer AdamW rate, 10% warm-up, "
+                   "linear decay.")
 # leopard, smlmt, hybrid_smlmt (the original run_classifier_pretrain.py's names):
 flags.DEFINE_float("train_lr", 1e-5, "Initial inner learning rates (learned with --is_meta_sgd).")
 flags.DEFINE_integer("meta_batchsz", 80, "Support examples per task.")

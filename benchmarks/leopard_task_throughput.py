@@ -8,8 +8,9 @@ with GFLOP/example and the fraction of this machine's matmul peak (measured in t
 Each meta-learner is built exactly as the benchmark's meta-training stage builds it
 (experiments/meta_stage.py: the six GLUE / AG News sources, minilm-l6, max_seq_length 128 with
 batches trimmed to their longest example, 80 support + 10 query per task, 4 tasks per
-meta-step, the algorithm's own engine settings) and timed over --steps meta-steps after one
-warm-up step. GFLOP per task counts each example's passes through the encoder at its batch's
+meta-step, the algorithm's own engine settings) and timed over --steps meta-steps after two
+warm-up steps (the first two lengths trace the meta-step; reduce_retracing then keeps one
+trace for every length). GFLOP per task counts each example's passes through the encoder at its batch's
 length: forward 1, forward and backward 3 (UNITS below). bf16 is measured for speed only:
 the benchmark meta-trains in fp32 (an inner step is below bf16's resolution, leopard.py).
 """
@@ -33,7 +34,7 @@ from metabert_tf.meta import job as meta_job
 bench_common.define_flags("The meta-training directory (GLUE and AG News as distributed).")
 flags.DEFINE_list("methods", ["leopard", "fomaml", "reptile", "proto-bert", "mt-bert"],
                   "Meta-learned methods of the LEOPARD protocol to time.")
-flags.DEFINE_integer("steps", 3, "Timed meta-steps (after one warm-up step).")
+flags.DEFINE_integer("steps", 3, "Timed meta-steps (after two warm-up steps).")
 flags.DEFINE_integer("max_examples_per_source", 0, "Read at most this many examples per source.")
 flag_rules.register()
 FLAGS = flags.FLAGS
@@ -51,20 +52,22 @@ def measure_one(precision, method):
   with tempfile.TemporaryDirectory() as tmp:
     config = leopard_kshot.Config(
         output_dir=tmp, bert_model=FLAGS.bert_model, meta_train_dir=FLAGS.data,
-        meta_tasks=4 * (FLAGS.steps + 1), meta_max_seq_length=FLAGS.max_seq_length,
+        meta_tasks=4 * (FLAGS.steps + 2), meta_max_seq_length=FLAGS.max_seq_length,
         max_examples_per_source=FLAGS.max_examples_per_source)
     job = meta_stage.job(config, method)
     job = meta_job.MetaJob(**{**job.__dict__, "precision": precision})
     trainer, _, job = meta_job.build_trainer(job)
-    trainer.train_step(0)
+    for step in range(2):
+      trainer.train_step(step)
+    timed = range(2, FLAGS.steps + 2)
     start = time.perf_counter()
-    for step in range(1, FLAGS.steps + 1):
+    for step in timed:
       trainer.train_step(step)
     seconds = time.perf_counter() - start
     encoder = backbones.describe_backbone(FLAGS.bert_model).config
     support_units, query_units = UNITS[method.meta_algorithm]
     gflop = 0.0
-    for step in range(1, FLAGS.steps + 1):
+    for step in timed:
       chosen = [trainer.train_sampler.episode(i) for i in trainer.task_ids(step)]
       for part, units in (("support", support_units), ("query", query_units)):
         batch = trainer._gather([getattr(e, part) for e in chosen])  # pylint: disable=protected-access
