@@ -73,8 +73,10 @@ def job(config, method):
 def check(config, method):
   """Reads the sources and compares the settings with a run already there (a bad source or
   a changed setting fails before any run)."""
-  _check_settings(config, run_dir(config, method), record=False)
-  meta_job.read_inputs(job(config, method))
+  out = run_dir(config, method)
+  _check_settings(config, out, record=False)
+  if not os.path.exists(os.path.join(out, "results.json")):  # a finished stage is not re-read
+    meta_job.read_inputs(job(config, method))
 
 
 # The protocol's settings a meta-training depends on: free in the grid's fingerprint (baselines

@@ -61,7 +61,10 @@ class MetaConfig:
   algorithm: Any = None               # the algorithm's own Config (None: its defaults)
   epochs: int = 3
   seed: int = 0
-  bucket: int = 32                    # sequence lengths are trimmed to a multiple of this
+  # Tasks reach the traced meta-step at a multiple of `bucket` of the step's longest example
+  # (0: at max_seq_length, one traced shape for every step); inside it, each task and each inner
+  # batch is cut to its own longest example (learner.trim), so short tasks cost what they are.
+  bucket: int = 0
   dropout: bool = True                # False: deterministic updates (tests)
   progress: bool = True
 
@@ -157,11 +160,12 @@ class MetaTrainer:
   # ---- data -------------------------------------------------------------------------------
 
   def _gather(self, index_sets):
-    """Stacks examples [T, n, L] for T index sets, trimmed to a shared bucketed length."""
+    """Stacks examples [T, n, L] for T index sets (L: see MetaConfig.bucket)."""
     idx = np.stack(index_sets)
-    longest = int(self.features["input_mask"][idx.reshape(-1)].sum(1).max())
-    length = min(self.features["input_mask"].shape[1],
-                 -(-longest // self.config.bucket) * self.config.bucket)
+    length = self.features["input_mask"].shape[1]
+    if self.config.bucket:
+      longest = int(self.features["input_mask"][idx.reshape(-1)].sum(1).max())
+      length = min(length, -(-longest // self.config.bucket) * self.config.bucket)
     out = {k: self.features[k][idx][..., :length] for k in records.MODEL_INPUTS}
     out["label_ids"] = self.features["label_ids"][idx]
     return out
@@ -223,6 +227,7 @@ class MetaTrainer:
       shares, loss = None, 0.0
       for t in range(self.tasks_per_replica):
         task = tf.nest.map_structure(lambda x: x[t], tasks)  # pylint: disable=cell-var-from-loop
+        task = learner_lib.trim_task(task)
         share, task_loss = self.algorithm.task_step(self.inner, task, self.meta_vars)
         share = [g * tf.cast(task["weight"], g.dtype) for g in share]
         shares = share if shares is None else [a + g for a, g in zip(shares, share)]
@@ -255,7 +260,8 @@ class MetaTrainer:
 
   def _adapt_and_predict_fn(self, task):
     def replica_fn(task):
-      return self.algorithm.adapt_for_test(self.inner, task, self.meta_vars)
+      return self.algorithm.adapt_for_test(self.inner, learner_lib.trim_task(task),
+                                           self.meta_vars)
     logits = self.strategy.run(replica_fn, args=(task,))
     return self.strategy.experimental_local_results(logits)[0]
 

@@ -18,6 +18,8 @@ import re
 
 import tensorflow as tf
 
+from metabert_tf import records
+
 _ON_READ = dict(synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, trainable=False)
 
@@ -61,6 +63,16 @@ def pair_variables(meta_model, learner_model):
       raise AssertionError(f"learner has no copy of {v.name} {v.shape}")
     learner_vars.append(twin)
   return meta_vars, learner_vars
+
+
+def trim(batch):
+  """`batch` cut to its longest example, in the graph (a dynamic length: one trace serves all)."""
+  return records.trim_to_longest(batch, bucket=1)
+
+
+def trim_task(task):
+  """A task with its support and query sets each cut to their longest example."""
+  return {**task, "support": trim(task["support"]), "query": trim(task["query"])}
 
 
 def mask_logits(logits, num_classes=None):
@@ -182,7 +194,7 @@ class InnerLoop:
     per_pass = (n + self.batch_size - 1) // self.batch_size
     start = (s % per_pass) * self.batch_size
     idx = order[s // per_pass, start:tf.minimum(start + self.batch_size, n)]
-    return {k: tf.gather(v, idx) for k, v in support.items()}
+    return trim({k: tf.gather(v, idx) for k, v in support.items()})
 
   def num_steps(self, order):
     """Inner steps of len(order) passes over a support set of order.shape[1] examples."""
