@@ -9,9 +9,9 @@ Each meta-learner is built exactly as the benchmark's meta-training stage builds
 (experiments/meta_stage.py: the six GLUE / AG News sources, minilm-l6, max_seq_length 128 with
 batches trimmed to their longest example, 80 support + 10 query per task, 4 tasks per
 meta-step, the algorithm's own engine settings) and timed over --steps meta-steps after two
-warm-up steps (the first two lengths trace the meta-step; reduce_retracing then keeps one
-trace for every length). GFLOP per task counts each example's passes through the encoder at its batch's
-length: forward 1, forward and backward 3 (UNITS below). bf16 is measured for speed only:
+warm-up steps. GFLOP per task counts each example's passes through the encoder at its task's
+longest example (forward 1, forward and backward 3: UNITS below): an upper bound, since the inner
+batches are cut further, to their own longest. bf16 is measured for speed only:
 the benchmark meta-trains in fp32 (an inner step is below bf16's resolution, leopard.py).
 """
 import tempfile
@@ -67,12 +67,12 @@ def measure_one(precision, method):
     encoder = backbones.describe_backbone(FLAGS.bert_model).config
     support_units, query_units = UNITS[method.meta_algorithm]
     gflop = 0.0
+    mask = trainer.features["input_mask"]
     for step in timed:
-      chosen = [trainer.train_sampler.episode(i) for i in trainer.task_ids(step)]
-      for part, units in (("support", support_units), ("query", query_units)):
-        batch = trainer._gather([getattr(e, part) for e in chosen])  # pylint: disable=protected-access
-        n, length = batch["input_mask"].shape[1:]
-        gflop += len(chosen) * units * n * bench_common.encoder_gflop(encoder, length)
+      for episode in (trainer.train_sampler.episode(i) for i in trainer.task_ids(step)):
+        for part, units in ((episode.support, support_units), (episode.query, query_units)):
+          length = int(mask[part].sum(1).max())  # the task's own longest (learner.trim_task)
+          gflop += units * len(part) * bench_common.encoder_gflop(encoder, length)
   tasks = FLAGS.steps * job.meta.outer_batch_size
   per_task = job.meta.episodes.num_support + job.meta.episodes.num_query
   result = {"tasks_per_hour": tasks / seconds * 3600, "seconds_per_meta_step": seconds / FLAGS.steps,

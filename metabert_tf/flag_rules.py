@@ -108,7 +108,8 @@ RULES = {
                      "mft_epochs", "meta_epochs", "test_size", "num_splits", "tasks_per_n",
                      "sentences_per_word", "min_count", "max_count", "repeats",
                      "export_batch_size", "export_examples", "inference_batch_size",
-                     "inference_examples", "tasks_per_step", "profile_steps", "top", "meta_tasks"], COUNT),
+                     "inference_examples", "tasks_per_step", "profile_steps", "top", "meta_tasks",
+                     "pool_examples"], COUNT),
     **dict.fromkeys(["meta_batchsz", "num_batches", "task_size"], Number(2, integer=True)),
     "SGD_K": Number(1, 1, integer=True),  # only one learned rate per group is supported
     **dict.fromkeys(["max_seq_length", "meta_max_seq_length"], SEQ_LENGTH),
@@ -117,13 +118,13 @@ RULES = {
                      "inner_update_step_eval", "tasks_per_replica", "max_examples_per_source",
                      "min_layer_with_grad", "shots", "bucket", "run_cell", "meta_seed"], INDEX),
     # lists
-    **dict.fromkeys(["ks"], Items(COUNT)),
+    **dict.fromkeys(["ks", "epoch_choices"], Items(COUNT)),
     "seeds": Items(INDEX),
     "fractions": Items(Number(1, 100, integer=True)),
     "corruption_layers": Items(COUNT),
     "num_classes": Items(Number(2, integer=True)),
     **dict.fromkeys(["label_list", "tasks", "test_domains", "held_out", "methods", "precisions",
-                     "algorithms", "smlmt_data"], Items()),
+                     "algorithms", "smlmt_data", "sources"], Items()),
 }
 # data_prep.kshot's --k is a list of K values; run_finetune.py's --k one K.
 LIST_RULES = {"k": Items(COUNT)}

@@ -63,7 +63,7 @@ def test_flags_the_chosen_algorithm_does_not_read_are_an_error(tmp_path):
        "--train_lr is not read by --algorithm=fomaml (only by hybrid_smlmt, leopard, smlmt); "
        "drop it"),
       ("run_meta_train.py", ["--algorithm=leopard", "--inner_update_lr=1e-3"],
-       "--inner_update_lr is not read by --algorithm=leopard (only by fomaml, reptile)"),
+       "--inner_update_lr is not read by --algorithm=leopard (only by fomaml, proto_fomaml, proto_reptile, reptile)"),
       ("run_multidomain.py", ["--algorithm=mix", "--mft_lambda=0.5"],
        "--mft_lambda is not read by --algorithm=mix (only by mft)"),
       # MFT's flags belong to run_multidomain.py: run_meta_train.py does not have them.

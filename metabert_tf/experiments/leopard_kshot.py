@@ -50,7 +50,9 @@ class Config:
   ks: List[int] = setting([4, 8, 16], "Examples per label.")
   splits: int = setting(10, "Splits F = 0..splits-1.")
   bert_model: str = setting("minilm-l6", "Backbone (see run_finetune.py --bert_model).")
-  steps: int = setting(50, "Training steps per run (epochs = ceil(steps / steps per epoch)).")
+  steps: int = setting(50, "At least this many training steps per run.")
+  epochs: int = setting(1, "At least this many epochs per run (more steps than `steps` when "
+                       "the training set is large: the finetune_rule protocol chooses it).")
   batch_size: int = setting(8, "Training batch size.")
   learning_rate: float = setting(1e-4, "Peak AdamW learning rate.")
   pooling: Optional[str] = setting(None, "Default: the backbone's.", ["pooler", "mean"])
@@ -141,7 +143,8 @@ def _job(config, method, run_dir, train, evals, k):
   per_k = (recipes.read_per_k_config(config.leopard_per_k_config, _per_k_method(method), [k])
            if _per_k_method(method) else
            recipes.read_per_k_config(config.per_k_config, config.per_k_method, [k]))
-  recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, per_k=per_k)
+  recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, config.epochs,
+                          per_k=per_k)
   head_init = config.head_init if method.name == "fine-tuning" else method.head_init
   return finetune_job.FinetuneJob(
       output_dir=run_dir, train_path=train, eval_path=evals, leopard_head=config.leopard_head,
