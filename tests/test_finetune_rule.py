@@ -31,8 +31,10 @@ def test_rules_are_scored_on_held_out_examples_of_the_sources(tmp_path, tiny_goo
   assert not {r["sentence1"] for r in train} & {r["sentence1"] for r in evals}
   # >= 1 step and >= E epochs of batch 2 over 8 examples: 4 steps per epoch
   for epochs in (1, 3):
-    run = json.load(open(out / f"e{epochs}/agnews_k2_s0/results.json"))
+    run = json.load(open(out / f"runs/agnews_k2_s0_epochs{epochs}/results.json"))
     assert run["train_config"]["epochs"] == epochs and run["num_examples"] == 32
+  # SST-2's 4 examples: 2 steps per epoch; >= 1 step gives 1 epoch for E = 1, so two runs
+  assert len(list(out.glob("runs/sst2_k2_s0_*"))) == 2
   summary = json.load(open(out / "summary.json"))
   means = {e: sum(s["mean"] for s in cells.values()) / 2 for e, cells in summary["rules"].items()}
   assert summary["chosen_epochs"] == max((1, 3), key=lambda e: (means[str(e)], -e))

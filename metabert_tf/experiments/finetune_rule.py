@@ -11,7 +11,8 @@ benchmark then runs with --epochs E.
 
 The first cell writes the splits: for each source a seeded sample of pool_examples examples,
 split with data/kshot.py (K per label, nested over K) and the rest of the sample its eval file,
-in LEOPARD layout under output_dir/data. Runs go to output_dir/e<E>/<source>_k<K>_s<F>.
+in LEOPARD layout under output_dir/data. Runs go to output_dir/runs/<source>_k<K>_s<F>_epochs<n>,
+n the epochs a rule gives that split (rules that give the same n share the run).
 """
 import dataclasses
 import os
@@ -98,8 +99,15 @@ def write_splits(config):
     kshot.write_kshot_files(pool, name, data_dir(config), config.ks, config.splits, config.seed, eval_rest=True, path=spec)
 
 
+def _recipe(config, epochs):
+  return recipes.Recipe(config.steps, config.batch_size, config.learning_rate, epochs)
+
+
 def _run_dir(config, epochs, name, k, split):
-  return os.path.join(config.output_dir, f"e{epochs}", f"{name}_k{k}_s{split}")
+  """Named by the epochs the rule gives this split: rules that give the same share one run."""
+  train, _ = datasets.leopard_files(data_dir(config), name, k, split)
+  actual = _recipe(config, epochs).config(datasets.read(train), config.seed).epochs
+  return os.path.join(config.output_dir, "runs", f"{name}_k{k}_s{split}_epochs{actual}")
 
 
 def run_cell(config, cell):
@@ -114,11 +122,10 @@ def run_cell(config, cell):
 
       def work(run_dir=run_dir, train=train, evals=evals, epochs=epochs):
         runtime.prepare_output_dir(run_dir, overwrite=False)
-        recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, epochs)
         finetune_job.run_job(finetune_job.FinetuneJob(
             output_dir=run_dir, train_path=train, eval_path=evals, bert_model=config.bert_model,
             max_seq_length=config.max_seq_length, precision=config.precision,
-            train=recipe.config(datasets.read(train), config.seed)))
+            train=_recipe(config, epochs).config(datasets.read(train), config.seed)))
       grid.reuse_or_run(run_dir, work)
       grid.drop_checkpoints(run_dir)
 
