@@ -44,9 +44,11 @@ def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_
   assert set(record["meta_training"]) == set(METHODS) - {"fine-tuning"}
   for name, meta in record["meta_training"].items():
     assert meta["num_tasks"] == 4 and meta["seconds"] > 0, name
-    curve = json.load(open(out / "meta" / name / "query_loss_history.json"))
-    assert [h["step"] for h in curve] == [1]  # 4 tasks = one meta-step of 4
+    assert [c["tasks"] for c in meta["curve"]] == [4], name  # 4 tasks = one meta-step of 4
+    # a uniform guess over the step's tasks: mean ln N, N = 2 (GLUE) or 4 (AG News)
+    assert np.log(2) - 1e-6 <= meta["curve"][0]["uniform_loss"] <= np.log(4) + 1e-6, name
   assert "| Proto-BERT | 4 tasks" in (out / "benchmark.md").read_text()
+  assert (out / "meta_curves.png").stat().st_size > 0
   proto = json.load(open(out / "proto-bert/toy_k3_s0/results.json"))
   assert proto["method"] == "frozen-euclidean"
   fomaml = json.load(open(out / "fomaml/toy_k3_s0/results.json"))
@@ -90,14 +92,18 @@ def test_benchmark_report_averages_splits_every_task_has(tmp_path):
                      run("fine-tuning", "b", 0, 0.7), run("fine-tuning", "b", 1, 0.9),
                      run("leopard", "a", 0, 0.6, did_not_learn=True), run("leopard", "b", 0, 0.8),
                      run("leopard", "b", 1, 1.0)],
-            "meta_training": {"leopard": {"num_tasks": 8, "seconds": 7200.0}}}
+            "meta_training": {"leopard": {"num_tasks": 8, "seconds": 7200.0, "curve": [
+                {"tasks": 4 * s, "query_loss": loss, "uniform_loss": 0.7}
+                for s, loss in enumerate([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05,
+                                          0.03], 1)]}}}
   summary = benchmark_report.summarize(record)
   # per split the mean over tasks (0.6, 0.8), then over splits
   stats = summary["average"]["fine-tuning"]["4"]
   assert np.allclose([stats["mean"], stats["std"]], [0.7, 0.1]) and stats["n"] == 2
   assert summary["average"]["leopard"]["4"]["n"] == 1  # split 1 of task a is missing
   assert summary["per_task"]["leopard"]["a"]["4"]["not_learned"] == 1
-  text = benchmark_report.write(record, tmp_path / "t.md", tmp_path / "t.png")
+  text = benchmark_report.write(record, tmp_path / "t.md", tmp_path / "t.png", tmp_path / "c.png")
   assert "| LEOPARD | 70.0 +- 0.0 (n=1) | +0.0% |" in text
-  assert "| LEOPARD | 8 tasks, 2.00 h | 2 | 1 |" in text
-  assert (tmp_path / "t.png").stat().st_size > 0
+  # the last 10% of 11 steps: the last one; a uniform guess's loss beside it
+  assert "| LEOPARD | 8 tasks, 2.00 h | 0.030 (0.700) | 2 | 1 |" in text
+  assert (tmp_path / "t.png").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0

@@ -2,12 +2,14 @@
 the leopard protocol after every cell), complete or not:
 
   python -m metabert_tf.experiments.benchmark_report --runs docs/measurements/leopard_benchmark.json \
-      --output docs/leopard_benchmark.md --plot docs/measurements/leopard_benchmark.png
+      --output docs/leopard_benchmark.md --plot docs/measurements/leopard_benchmark.png \
+      --curves_plot docs/measurements/leopard_meta_curves.png
 
 Per task: accuracy mean +- std (population) over its splits. Averaged over tasks: per split, the
 mean over the tasks that have it, then mean +- std over the splits that every task has (a cell
 short of tasks is left out and says so). Each method's relative gain over plain fine-tuning, and
-its CPU cost: meta-training seconds, fitting and scoring seconds per run (mean).
+its CPU cost: meta-training seconds, fitting and scoring seconds per run (mean); each
+meta-training's query loss at its end beside a uniform guess's, and its curve as a plot.
 """
 import collections
 import json
@@ -85,7 +87,8 @@ def markdown(record):
                    + " | ".join(_stats(by_k.get(k)) for k in ks) + " |")
   lines += ["", "CPU cost: meta-training (tasks, hours), and per run the mean seconds of fitting "
             "(fine-tuning, or the frozen features and classifier) and of scoring the eval file.", "",
-            "| method | meta-training | fit s/run | eval s/run |", "|---|---|---|---|"]
+            "| method | meta-training | query loss, last 10% of steps (uniform guess) "
+            "| fit s/run | eval s/run |", "|---|---|---|---|---|"]
   for method in summary["per_task"]:
     meta = record.get("meta_training", {}).get(method)
     runs = [r for r in record["runs"] if r["method"] == method]
@@ -93,16 +96,31 @@ def markdown(record):
     score = [r["eval_seconds"] for r in runs if r.get("eval_seconds") is not None]
     cost = f"{meta['num_tasks']} tasks, {meta['seconds'] / 3600:.2f} h" if meta else "none"
     per_run = " | ".join(f"{np.mean(x):.0f}" if x else "" for x in (fit, score))
-    lines.append(f"| {_label(method)} | {cost} | {per_run} |")
+    lines.append(f"| {_label(method)} | {cost} | {_final_loss(meta)} | {per_run} |")
   return "\n".join(lines) + "\n", summary
 
 
-def write(record, output=None, plot=None):
+def _final_loss(meta):
+  """The mean query loss of the last 10% of a meta-training's steps, and a uniform guess's."""
+  curve = (meta or {}).get("curve") or []
+  if not curve:
+    return ""
+  tail = curve[-max(1, len(curve) // 10):]
+  uniform = [c["uniform_loss"] for c in tail if c.get("uniform_loss") is not None]
+  text = f"{np.mean([c['query_loss'] for c in tail]):.3f}"
+  return text + (f" ({np.mean(uniform):.3f})" if len(uniform) == len(tail) else "")
+
+
+def write(record, output=None, plot=None, curves_plot=None):
+  """The markdown (to `output`), the accuracy-vs-K plot and the meta-training curves' plot."""
   text, summary = markdown(record)
   if output:
     io_utils.atomic_write_text(output, text)
   if plot and summary["average"]:
     plots.accuracy_by_k({_label(m): by_k for m, by_k in summary["average"].items()}, plot)
+  curves = {_label(m): meta.get("curve") for m, meta in record.get("meta_training", {}).items()}
+  if curves_plot and any(curves.values()):
+    plots.loss_curves(curves, curves_plot)
   return text
 
 
@@ -110,7 +128,8 @@ def main(argv):
   del argv
   from absl import flags  # pylint: disable=import-outside-toplevel
   with open(flags.FLAGS.runs, encoding="utf-8") as f:
-    print(write(json.load(f), flags.FLAGS.output, flags.FLAGS.plot), end="")
+    print(write(json.load(f), flags.FLAGS.output, flags.FLAGS.plot, flags.FLAGS.curves_plot),
+          end="")
 
 
 if __name__ == "__main__":
@@ -118,5 +137,7 @@ if __name__ == "__main__":
   flags.DEFINE_string("runs", None, "A leopard_benchmark.json.")
   flags.DEFINE_string("output", None, "Write the markdown here.")
   flags.DEFINE_string("plot", None, "Write the accuracy-vs-K plot (averaged over tasks) here.")
+  flags.DEFINE_string("curves_plot", None, "Write the meta-training curves (query loss vs tasks, "
+                      "and a uniform guess's) here.")
   flags.mark_flag_as_required("runs")
   app.run(main)

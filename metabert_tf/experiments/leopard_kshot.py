@@ -173,8 +173,8 @@ def run_cell(config, cell):
 
 def write_runs(config):
   """output_dir/leopard_benchmark.json: every finished run of the grid so far, {"runs":
-  [{method, task, k, split, accuracy, meta_learned, seconds}]} (seconds: fitting, then
-  scoring), and each meta-learned method's meta-training (tasks, CPU seconds, seed)."""
+  [{method, task, k, split, accuracy, meta_learned, train_seconds, eval_seconds}]}, and each
+  meta-learned method's meta-training (tasks, CPU seconds, seed, its query-loss curve)."""
   runs, meta = [], {}
   for name in config.methods:
     method = methods_lib.LEOPARD[name]
@@ -183,7 +183,8 @@ def write_runs(config):
       if os.path.exists(path):
         done = grid.read_results(os.path.dirname(path))
         meta[name] = {"algorithm": method.meta_algorithm, "num_tasks": done.get("num_tasks"),
-                      "seconds": done.get("train_seconds"), "seed": config.meta_seed}
+                      "seconds": done.get("train_seconds"), "seed": config.meta_seed,
+                      "curve": meta_stage.curve(config, method)}
     for task in config.tasks:
       for k in config.ks:
         for split in range(config.splits):
@@ -234,5 +235,6 @@ def report(config, cells_run):
   write_runs(config)  # and its averages over tasks, with each method's cost
   with open(os.path.join(config.output_dir, RUNS_FILE), encoding="utf-8") as f:
     benchmark_report.write(json.load(f), os.path.join(config.output_dir, "benchmark.md"),
-                           os.path.join(config.output_dir, "benchmark.png"))
+                           os.path.join(config.output_dir, "benchmark.png"),
+                           os.path.join(config.output_dir, "meta_curves.png"))
   return table

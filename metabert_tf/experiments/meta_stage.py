@@ -103,6 +103,19 @@ def _check_settings(config, out, record=True):
     io_utils.atomic_write_json(path, settings)
 
 
+def curve(config, method):
+  """[{tasks, query_loss, uniform_loss}] of the method's meta-training, one per meta-step: the
+  tasks seen so far, the mean query loss of the step's tasks and a uniform guess's (mean ln N)."""
+  path = os.path.join(run_dir(config, method), "query_loss_history.json")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    history = json.load(f)
+  per_step = algorithms.get(method.meta_algorithm).engine_defaults["outer_batch_size"]
+  return [{"tasks": min(h["step"] * per_step, config.meta_tasks), "query_loss": h["query_loss"],
+           "uniform_loss": h.get("uniform_loss")} for h in history]
+
+
 def run(config, method):
   """Meta-trains `method` (or reuses/resumes its run); returns its results."""
   out = run_dir(config, method)

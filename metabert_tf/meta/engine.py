@@ -245,6 +245,12 @@ class MetaTrainer:
     losses = self.strategy.run(replica_fn, args=(tasks,))
     return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
+  def uniform_loss(self, step):
+    """The mean over meta-step `step`'s tasks of ln N: a uniform guess's query loss."""
+    chosen = [self.train_sampler.episode(i) for i in self.task_ids(step)]
+    return float(np.mean([np.log(self.num_classes if e.classes is None else len(e.classes))
+                          for e in chosen]))
+
   def train_step(self, step):
     """One meta-step (the tasks of global step `step`); returns the mean query loss."""
     ids = self.task_ids(step)
@@ -327,7 +333,8 @@ class MetaTrainer:
         loss = self.train_step(step)
         self.seconds.assign_add(time.perf_counter() - start)
         self.step.assign_add(1)
-        losses.append({"step": step + 1, "query_loss": loss})
+        losses.append({"step": step + 1, "query_loss": loss,
+                       "uniform_loss": self.uniform_loss(step)})
         tf.summary.scalar("meta/query_loss", loss, step=step + 1)
         bar.update(1)
         bar.set_postfix(query_loss=f"{loss:.4f}")
