@@ -64,6 +64,11 @@ def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_
   # affected by them, so the grid's fingerprint leaves them free).
   with pytest.raises(ConfigError, match="meta_tasks"):
     grid.run(leopard_kshot, dataclasses.replace(config, meta_tasks=8))
+  # So is another per-K table for the LEOPARD family's finished runs (checked per run).
+  other = tmp_path / "other_per_k.json"
+  other.write_text(json.dumps({"leopard": {"3": [2, 1]}}))
+  with pytest.raises(ConfigError, match="another recipe .epochs 2, now 4"):
+    grid.run(leopard_kshot, dataclasses.replace(config, leopard_per_k_config=str(other)))
 
 
 def test_a_leopard_family_method_needs_its_per_k_table(tmp_path, tiny_google_dir):

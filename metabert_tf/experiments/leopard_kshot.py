@@ -37,6 +37,7 @@ from metabert_tf.meta import algorithms
 
 NAME = "leopard"
 FREE_FIELDS = ("tasks", "ks", "splits", "keep_checkpoints", "label", "methods",
+               "leopard_per_k_config",  # checked per run (_check_recipe)
                *meta_stage.FIELDS)  # checked per meta-training (meta_stage.py)
 RUNS_FILE = "leopard_benchmark.json"
 
@@ -98,8 +99,8 @@ def _per_k_method(method):
 
 
 def check(config):
-  """The methods, every split file, the per-K settings and the meta-training sources, before
-  hours of runs."""
+  """The methods, every split file, the per-K settings, the meta-training sources and the
+  recipe of every finished run, before hours of runs."""
   chosen = methods_lib.check(methods_lib.LEOPARD, config.methods)
   for task in config.tasks:
     for k in config.ks:
@@ -115,6 +116,13 @@ def check(config):
                                 "leopard_per_k_config")
     if method.meta_algorithm:
       meta_stage.check(config, method)
+    for task in config.tasks:
+      for k in config.ks:
+        for split in range(config.splits):
+          run_dir = _run_dir(config, method.name, task, k, split)
+          if not method.frozen and os.path.exists(os.path.join(run_dir, "results.json")):
+            _check_recipe(run_dir, _job(config, method, run_dir,
+                                        *datasets.leopard_files(config.data_dir, task, k, split), k))
 
 
 def cells(config):
@@ -162,6 +170,7 @@ def run_cell(config, cell):
     run_dir = _run_dir(config, name, task, k, split)
     train, evals = datasets.leopard_files(config.data_dir, task, k, split)
 
+
     def work(run_dir=run_dir, train=train, evals=evals):
       runtime.prepare_output_dir(run_dir, overwrite=False)
       job = _job(config, method, run_dir, train, evals, k)
@@ -169,6 +178,22 @@ def run_cell(config, cell):
     grid.reuse_or_run(run_dir, work)
     grid.drop_checkpoints(run_dir, config.keep_checkpoints)
   write_runs(config)
+
+
+RECIPE_FIELDS = ("epochs", "batch_size", "learning_rate", "seed")
+
+
+def _check_recipe(run_dir, job):
+  """A finished fine-tuning run is reused only under the recipe that made it (the per-K tables
+  are free in the grid's fingerprint: a LEOPARD-family method's may be chosen after the
+  baselines ran)."""
+  done = grid.read_results(run_dir).get("train_config", {})
+  changed = [f for f in RECIPE_FIELDS if done.get(f) != getattr(job.train, f)]
+  if changed:
+    raise ConfigError(f"{run_dir} was fine-tuned with another recipe ("
+                      + ", ".join(f"{f} {done.get(f)}, now {getattr(job.train, f)}"
+                                  for f in changed)
+                      + "): use the settings that made it, or another --output_dir")
 
 
 def write_runs(config):
