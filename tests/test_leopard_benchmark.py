@@ -69,6 +69,10 @@ def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_
   other.write_text(json.dumps({"leopard": {"3": [2, 1]}}))
   with pytest.raises(ConfigError, match="another recipe .epochs 2, now 4"):
     grid.run(leopard_kshot, dataclasses.replace(config, leopard_per_k_config=str(other)))
+  # and another plain recipe for fine-tuning's (2 steps of batch 2 over 6 examples: 1 epoch)
+  with pytest.raises(ConfigError,
+                     match=r"out/toy_k3_s0 was fine-tuned with another recipe .epochs 1, now 5"):
+    grid.run(leopard_kshot, dataclasses.replace(config, epochs=5))
 
 
 def test_a_leopard_family_method_needs_its_per_k_table(tmp_path, tiny_google_dir):

@@ -37,7 +37,9 @@ from metabert_tf.meta import algorithms
 
 NAME = "leopard"
 FREE_FIELDS = ("tasks", "ks", "splits", "keep_checkpoints", "label", "methods",
-               "leopard_per_k_config",  # checked per run (_check_recipe)
+               # the fine-tuning recipe: checked per finished run (_check_recipe)
+               "steps", "epochs", "batch_size", "learning_rate", "per_k_config",
+               "per_k_method", "leopard_per_k_config",
                *meta_stage.FIELDS)  # checked per meta-training (meta_stage.py)
 RUNS_FILE = "leopard_benchmark.json"
 
@@ -184,9 +186,9 @@ RECIPE_FIELDS = ("epochs", "batch_size", "learning_rate", "seed")
 
 
 def _check_recipe(run_dir, job):
-  """A finished fine-tuning run is reused only under the recipe that made it (the per-K tables
-  are free in the grid's fingerprint: a LEOPARD-family method's may be chosen after the
-  baselines ran)."""
+  """A finished fine-tuning run is reused only under the recipe that made it. The recipe's
+  settings are free in the grid's fingerprint, so a recipe can be chosen (finetune_rule.py)
+  while the frozen baselines and the meta-trainings, which do not read it, already run."""
   done = grid.read_results(run_dir).get("train_config", {})
   changed = [f for f in RECIPE_FIELDS if done.get(f) != getattr(job.train, f)]
   if changed:
