@@ -95,7 +95,7 @@ SEQ_LENGTH = Number(8, integer=True)               # [CLS] a [SEP] b [SEP] with 
 RULES = {
     # learning rates and step sizes
     **dict.fromkeys(["learning_rate", "inner_update_lr", "outer_update_lr", "train_lr",
-                     "meta_learning_rate", "timeout"], POSITIVE),
+                     "meta_learning_rate", "timeout", "leopard_epochs_scale"], POSITIVE),
     "reptile_epsilon": Number(0, 1, low_inclusive=False),
     # loss weights and shares
     **dict.fromkeys(["mft_lambda", "adversarial_weight"], NON_NEGATIVE),
@@ -119,6 +119,7 @@ RULES = {
                      "min_layer_with_grad", "shots", "bucket", "run_cell", "meta_seed"], INDEX),
     # lists
     **dict.fromkeys(["ks", "epoch_choices"], Items(COUNT)),
+    "epochs_scales": Items(POSITIVE),
     "seeds": Items(INDEX),
     "fractions": Items(Number(1, 100, integer=True)),
     "corruption_layers": Items(COUNT),

@@ -173,3 +173,30 @@ def test_fine_tuning_trains_exactly_the_weights_the_inner_loop_adapted(tmp_path,
   assert frozen and not any(frozen.values()), frozen
   # Layer 1 trains (a weight may not move: the key biases have no gradient, tiny rates round).
   assert adapted and sum(adapted.values()) > len(adapted) / 2, adapted
+
+
+def test_leopard_fine_tuning_epochs_are_chosen_as_shares_of_the_release_table(
+    leopard_ckpt, tmp_path, shared_dir):
+  """finetune_rule with a per-K table: each share s of its epochs one run (generated head,
+  learned rates), on the meta-training sources' splits, the best share chosen."""
+  import json  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  from metabert_tf.experiments import finetune_rule, grid  # pylint: disable=import-outside-toplevel
+  per_k = tmp_path / "per_k.json"
+  per_k.write_text(json.dumps({"leopard": {"2": [4, 1]}}))
+  config = finetune_rule.Config(
+      output_dir=str(tmp_path / "out"), meta_train_dir=os.path.join(shared_dir, "data",
+                                                                    "meta_train"),
+      sources=["sst2"], ks=[2], splits=1, pool_examples=30, bert_model=leopard_ckpt,
+      max_seq_length=16, precision="fp32", process_per_cell=False,
+      leopard_per_k_config=str(per_k), epochs_scales=[1.0, 0.5, 0.3])
+  table = grid.run(finetune_rule, config)
+  runs = tmp_path / "out" / "runs"
+  # 4 and 2 (0.3 x 4 rounded up) epochs per class, x N = 2; batch 1 per class
+  assert sorted(p.name for p in runs.iterdir()) == ["sst2_k2_s0_epochs4_batch2",
+                                                    "sst2_k2_s0_epochs8_batch2"]
+  run = json.load(open(runs / "sst2_k2_s0_epochs8_batch2" / "results.json"))
+  assert run["train_steps"] == 8 * 2 and run["train_config"]["batch_size"] == 2
+  summary = json.load(open(tmp_path / "out" / "summary.json"))
+  assert summary["chosen_epochs_scale"] in (0.3, 1.0)  # 0.5 and 0.3 tie; the cheaper wins
+  assert f"chosen: --leopard_epochs_scale {summary['chosen_epochs_scale']}" in table

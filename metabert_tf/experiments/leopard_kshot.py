@@ -39,7 +39,7 @@ NAME = "leopard"
 FREE_FIELDS = ("tasks", "ks", "splits", "keep_checkpoints", "label", "methods",
                # the fine-tuning recipe: checked per finished run (_check_recipe)
                "steps", "epochs", "batch_size", "learning_rate", "per_k_config",
-               "per_k_method", "leopard_per_k_config",
+               "per_k_method", "leopard_per_k_config", "leopard_epochs_scale",
                *meta_stage.FIELDS)  # checked per meta-training (meta_stage.py)
 RUNS_FILE = "leopard_benchmark.json"
 
@@ -91,6 +91,8 @@ class Config:
   leopard_per_k_config: Optional[str] = setting(
       None, "The per-K fine-tuning table of the meta-learned LEOPARD-family methods "
       "(configs/leopard_per_k.json; smlmt takes hybrid_smlmt's entry).")
+  leopard_epochs_scale: float = setting(1.0, "Their epochs: the table's times this (rounded up; "
+                                        "the finetune_rule protocol chooses it).")
 
 
 def _per_k_method(method):
@@ -154,7 +156,8 @@ def _job(config, method, run_dir, train, evals, k):
            if _per_k_method(method) else
            recipes.read_per_k_config(config.per_k_config, config.per_k_method, [k]))
   recipe = recipes.Recipe(config.steps, config.batch_size, config.learning_rate, config.epochs,
-                          per_k=per_k)
+                          per_k=per_k, epochs_scale=(config.leopard_epochs_scale
+                                                     if _per_k_method(method) else 1.0))
   head_init = config.head_init if method.name == "fine-tuning" else method.head_init
   return finetune_job.FinetuneJob(
       output_dir=run_dir, train_path=train, eval_path=evals, leopard_head=config.leopard_head,

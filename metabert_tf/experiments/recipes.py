@@ -14,18 +14,22 @@ from metabert_tf.errors import DataError
 class Recipe:
   """At least `epochs` passes and at least `steps` steps of `batch_size` (so small training
   sets get more epochs); with `per_k` ({K: [epochs per class, batch per class]}) those times the
-  task's N classes instead."""
+  task's N classes instead, the epochs first scaled by `epochs_scale` (rounded up: a CPU-sized
+  share of the LEOPARD release's 150N-200N epochs)."""
   steps: int = 50
   batch_size: int = 8
   learning_rate: float = 1e-4
   epochs: int = 1
   per_k: Optional[dict] = None
+  epochs_scale: float = 1.0
 
   def config(self, examples, seed, k=None):
     """The FinetuneConfig of a run on `examples` (LabeledExamples)."""
     batch_size, epochs = self.batch_size, self.epochs
     if self.per_k is not None:
-      epochs, batch_size = epochs_and_batch(self.per_k[str(k)], examples)
+      per_class_epochs, per_class_batch = self.per_k[str(k)]
+      scaled = max(1, math.ceil(per_class_epochs * self.epochs_scale - 1e-9))
+      epochs, batch_size = epochs_and_batch([scaled, per_class_batch], examples)
     else:
       steps_per_epoch = max(1, math.ceil(len(examples) / batch_size))
       epochs = max(epochs, math.ceil(self.steps / steps_per_epoch))
