@@ -10,7 +10,8 @@ trained, and a light classifier on them.
 
 Both are strong at K=4 with sentence-transformer backbones such as the bundled minilm-l6.
 `run_job` writes output_dir/results.json as the fine-tuning jobs do (accuracy, macro-F1, the
-predicted class counts).
+predicted class counts). A process keeps its last model and eval features, so the splits of a
+protocol's cell build the encoder and score the eval file once.
 """
 import dataclasses
 import os
@@ -31,6 +32,16 @@ from metabert_tf import runtime
 from metabert_tf.errors import ConfigError
 
 CLASSIFIERS = ("prototypes", "euclidean", "lr")
+# The last frozen model and eval features of this process: a protocol's cell scores the same
+# encoder on the same eval file for every split, and the features do not change.
+_LAST = {}
+
+
+def _cached(kind, key, make):
+  """make(), or the value kept for the same `key` of this `kind` (one kept per kind)."""
+  if _LAST.get(kind, (None,))[0] != key:
+    _LAST[kind] = (key, make())
+  return _LAST[kind][1]
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -88,15 +99,19 @@ def run_job(job: FrozenJob):
     raise ConfigError(f"must be one of {', '.join(CLASSIFIERS)}, got {job.classifier!r}",
                       field="classifier")
   runtime.set_precision(job.precision)
-  backbone = backbones.load_backbone(job.bert_model, job.do_lower_case, dropout=False)
-  encoder = backbone.input_encoder(job.max_seq_length)
   examples = datasets.read(job.train_path)
   label_list = datasets.choose_label_list([examples], job.label_list, source=job.train_path)
+
+  def build():
+    backbone = backbones.load_backbone(job.bert_model, job.do_lower_case, dropout=False)
+    pooling = job.pooling or backbone.pooling
+    return backbone, pooling, classifier.Classifier(backbone.encoder, len(label_list),
+                                                    pooling=pooling, dropout_rate=0.0).build_all()
+  model_key = (job.bert_model, job.do_lower_case, job.precision, job.pooling, len(label_list))
+  backbone, pooling, model = _cached("model", model_key, build)
+  encoder = backbone.input_encoder(job.max_seq_length)
   train = datasets.load_features(job.train_path, encoder, label_list)
   datasets.require_two_labels(train["label_ids"], label_list, job.train_path)
-  pooling = job.pooling or backbone.pooling
-  model = classifier.Classifier(backbone.encoder, len(label_list), pooling=pooling,
-                                dropout_rate=0.0).build_all()
   start = time.time()
   x = evaluation.sentence_features(model, train, job.eval_batch_size)
   results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
@@ -115,8 +130,13 @@ def run_job(job: FrozenJob):
   results["train_seconds"] = time.time() - start
   if job.eval_path:
     start = time.time()
-    evals = datasets.load_features(job.eval_path, encoder, label_list)
-    predictions = predict(evaluation.sentence_features(model, evals, job.eval_batch_size))
+
+    def featurize():
+      evals = datasets.load_features(job.eval_path, encoder, label_list)
+      return evals, evaluation.sentence_features(model, evals, job.eval_batch_size)
+    evals, features = _cached("eval", (model_key, job.max_seq_length, tuple(label_list),
+                                       job.eval_path), featurize)
+    predictions = predict(features)
     results.update(evaluation.classification_metrics(evals["label_ids"], predictions))
     results["eval_seconds"] = time.time() - start
   os.makedirs(job.output_dir, exist_ok=True)

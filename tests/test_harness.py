@@ -112,3 +112,25 @@ def test_frozen_encoder_baselines_beside_fine_tuning(tmp_path, tiny_google_dir):
   x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
   prototypes = frozen.fit_prototypes(x, np.array([0, 0, 1]), 2)
   assert list(frozen.predict_prototypes(prototypes, np.array([[0.2, 1.0], [1.0, 0.3]]))) == [1, 0]
+
+
+def test_frozen_splits_of_a_cell_reuse_the_model_and_eval_features(tmp_path, tiny_google_dir):
+  """The splits of a cell score the same eval file with the same frozen encoder: built and
+  encoded once per process, with the results of a fresh process."""
+  from metabert_tf import frozen  # pylint: disable=import-outside-toplevel
+  write_leopard_task(tmp_path / "data", "toy", ks=(3,), splits=2)
+  task = tmp_path / "data" / "toy"
+
+  def job(split, name):
+    return frozen.FrozenJob(output_dir=str(tmp_path / name), bert_model=tiny_google_dir,
+                            train_path=str(task / f"toy_train_{split}_3.json"),
+                            eval_path=str(task / "toy_eval.json"), max_seq_length=16)
+  frozen._LAST.clear()  # pylint: disable=protected-access
+  frozen.run_job(job(0, "a"))
+  model = frozen._LAST["model"][1][2]  # pylint: disable=protected-access
+  second = frozen.run_job(job(1, "b"))
+  assert frozen._LAST["model"][1][2] is model  # pylint: disable=protected-access
+  frozen._LAST.clear()  # pylint: disable=protected-access
+  fresh = frozen.run_job(job(1, "c"))
+  assert second["accuracy"] == fresh["accuracy"]
+  assert second["predicted_class_counts"] == fresh["predicted_class_counts"]
