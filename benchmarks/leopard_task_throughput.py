@@ -14,6 +14,7 @@ longest example (forward 1, forward and backward 3: UNITS below): an upper bound
 batches are cut further, to their own longest. bf16 is measured for speed only:
 the benchmark meta-trains in fp32 (an inner step is below bf16's resolution, leopard.py).
 """
+import dataclasses
 import tempfile
 import time
 
@@ -29,6 +30,7 @@ from metabert_tf import flag_rules
 from metabert_tf.experiments import leopard_kshot
 from metabert_tf.experiments import meta_stage
 from metabert_tf.experiments import methods
+from metabert_tf.meta import algorithms
 from metabert_tf.meta import job as meta_job
 
 bench_common.define_flags("The meta-training directory (GLUE and AG News as distributed).")
@@ -36,6 +38,9 @@ flags.DEFINE_list("methods", ["leopard", "fomaml", "reptile", "proto-bert", "mt-
                   "Meta-learned methods of the LEOPARD protocol to time.")
 flags.DEFINE_integer("steps", 3, "Timed meta-steps (after two warm-up steps).")
 flags.DEFINE_integer("max_examples_per_source", 0, "Read at most this many examples per source.")
+flags.DEFINE_list("min_layer_with_grad", ["0"], "LEOPARD family: also time with the inner loop "
+                  "adapting only the encoder layers from this one up (keys <method>_min_layer<M>; "
+                  "their GFLOP still count the full backward pass).")
 flag_rules.register()
 FLAGS = flags.FLAGS
 
@@ -48,14 +53,18 @@ UNITS = {"leopard": (3, 3), "proto_fomaml": (6, 3), "proto_reptile": (4, 1),
          "proto_bert": (3, 3), "mt_bert": (3, 3)}
 
 
-def measure_one(precision, method):
+def measure_one(precision, method, min_layer=0):
   with tempfile.TemporaryDirectory() as tmp:
     config = leopard_kshot.Config(
         output_dir=tmp, bert_model=FLAGS.bert_model, meta_train_dir=FLAGS.data,
         meta_tasks=4 * (FLAGS.steps + 2), meta_max_seq_length=FLAGS.max_seq_length,
         max_examples_per_source=FLAGS.max_examples_per_source)
     job = meta_stage.job(config, method)
-    job = meta_job.MetaJob(**{**job.__dict__, "precision": precision})
+    meta = job.meta
+    if min_layer:
+      meta = dataclasses.replace(meta, algorithm=dataclasses.replace(
+          meta.algorithm, min_layer_with_grad=min_layer))
+    job = meta_job.MetaJob(**{**job.__dict__, "precision": precision, "meta": meta})
     trainer, _, job = meta_job.build_trainer(job)
     for step in range(2):
       trainer.train_step(step)
@@ -86,14 +95,18 @@ def measure_one(precision, method):
 def measure(precision):
   out = {}
   for name in FLAGS.methods:
-    out.update({f"{name}_{k}": v for k, v in
-                measure_one(precision, methods.LEOPARD[name]).items()})
+    method = methods.LEOPARD[name]
+    layers = ([int(m) for m in FLAGS.min_layer_with_grad]
+              if method.meta_algorithm in algorithms.LEOPARD_FAMILY else [0])
+    for m in layers:
+      key = name if m == 0 else f"{name}_min_layer{m}"
+      out.update({f"{key}_{k}": v for k, v in measure_one(precision, method, m).items()})
   return out
 
 
 def main(_):
   bench_common.run(measure, ["bert_model", "max_seq_length", "data", "methods", "steps",
-                             "max_examples_per_source"])
+                             "max_examples_per_source", "min_layer_with_grad"])
 
 
 if __name__ == "__main__":

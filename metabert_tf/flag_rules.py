@@ -127,8 +127,9 @@ RULES = {
     **dict.fromkeys(["label_list", "tasks", "test_domains", "held_out", "methods", "precisions",
                      "algorithms", "smlmt_data", "sources"], Items()),
 }
-# data_prep.kshot's --k is a list of K values; run_finetune.py's --k one K.
-LIST_RULES = {"k": Items(COUNT)}
+# data_prep.kshot's --k is a list of K values; run_finetune.py's --k one K (and the like).
+LIST_RULES = {"k": Items(COUNT),
+              "min_layer_with_grad": Items(INDEX)}  # benchmarks/leopard_task_throughput.py
 
 
 def rule_for(flag):
