@@ -116,3 +116,18 @@ def test_benchmark_report_averages_splits_every_task_has(tmp_path):
   # the last 10% of 11 steps: the last one; a uniform guess's loss beside it
   assert "| LEOPARD | 8 tasks, 2.00 h | 0.030 (0.700) | 2 | 1 |" in text
   assert (tmp_path / "t.png").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_methods_on_the_same_sources_read_them_once(tmp_path, tiny_google_dir, monkeypatch):
+  from metabert_tf.experiments import meta_stage  # pylint: disable=import-outside-toplevel
+  from metabert_tf.experiments import methods  # pylint: disable=import-outside-toplevel
+  from metabert_tf.meta import job as meta_job  # pylint: disable=import-outside-toplevel
+  reads = []
+  monkeypatch.setattr(meta_job, "read_inputs", lambda job: reads.append(job.algorithm))
+  monkeypatch.setattr(meta_stage, "_CHECKED", set())
+  config = _config(tmp_path, tiny_google_dir, str(tmp_path / "meta_train"),
+                   smlmt_data=["s.tf_record"])
+  for name in ("proto-bert", "fomaml", "leopard", "mt-bert", "smlmt", "hybrid-smlmt"):
+    meta_stage.check(config, methods.LEOPARD[name])
+  # the six labeled sources once, the SMLMT files once, both together once
+  assert reads == ["proto_bert", "smlmt", "hybrid_smlmt"]
