@@ -125,8 +125,8 @@ def check(config):
         for split in range(config.splits):
           run_dir = _run_dir(config, method.name, task, k, split)
           if not method.frozen and os.path.exists(os.path.join(run_dir, "results.json")):
-            _check_recipe(run_dir, _job(config, method, run_dir,
-                                        *datasets.leopard_files(config.data_dir, task, k, split), k))
+            files = datasets.leopard_files(config.data_dir, task, k, split)
+            _check_recipe(run_dir, _job(config, method, run_dir, *files, k))
 
 
 def cells(config):
@@ -174,7 +174,6 @@ def run_cell(config, cell):
   for split in range(config.splits):
     run_dir = _run_dir(config, name, task, k, split)
     train, evals = datasets.leopard_files(config.data_dir, task, k, split)
-
 
     def work(run_dir=run_dir, train=train, evals=evals):
       runtime.prepare_output_dir(run_dir, overwrite=False)
