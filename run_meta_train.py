@@ -34,8 +34,6 @@ from metabert_tf import runtime
 from metabert_tf.data import readers
 from metabert_tf.errors import DataError
 from metabert_tf.meta import algorithms
-from metabert_tf.meta import engine
-from metabert_tf.meta import episodes
 from metabert_tf.meta import job as meta_job
 from metabert_tf.meta import leopard
 from metabert_tf.meta import reptile
@@ -139,43 +137,20 @@ READ_ONLY_BY = {
 
 
 def config_from_flags():
-  """The engine's MetaConfig with the algorithm's Config: a flag left unset takes the
-  algorithm's default (its ENGINE_DEFAULTS and Config, algorithms.py)."""
-  entry = algorithms.get(FLAGS.algorithm)
-  defaults = dict(entry.engine_defaults)
-  if entry.by_sources:  # the original's names: meta_batchsz examples in num_batches batches
-    defaults.update(num_support=FLAGS.meta_batchsz,
-                    inner_batch_size=FLAGS.meta_batchsz // FLAGS.num_batches)
-  else:
-    defaults.update(num_support=FLAGS.num_support, inner_batch_size=FLAGS.inner_batch_size)
-  def pick(name):
-    return defaults[name] if FLAGS[name].value is None else FLAGS[name].value
-  algorithm = algorithms.make_config(FLAGS.algorithm, **{
-      field: FLAGS[flag].value for flag, field in CONFIG_FLAGS.items()})
-  return engine.MetaConfig(
-      episodes=episodes.EpisodeConfig(defaults["num_support"], pick("num_query"),
-                                      FLAGS.domain_sampling, FLAGS.class_balanced),
-      num_train_task=FLAGS.num_train_task, num_test_task=FLAGS.num_test_task,
-      outer_batch_size=pick("outer_batch_size"), tasks_per_replica=FLAGS.tasks_per_replica,
-      inner_batch_size=defaults["inner_batch_size"], inner_update_step=pick("inner_update_step"),
-      inner_update_step_eval=pick("inner_update_step_eval"), algorithm=algorithm,
-      epochs=pick("epochs"), seed=FLAGS.seed, progress=FLAGS.progress)
+  """The engine's MetaConfig with the algorithm's Config (meta_job.meta_config): a flag left
+  unset takes the algorithm's default (its ENGINE_DEFAULTS and Config, algorithms.py)."""
+  names = meta_job.ENGINE_SETTINGS + meta_job.DOMAIN_SETTINGS + meta_job.SOURCE_SETTINGS
+  return meta_job.meta_config(
+      FLAGS.algorithm, strict=False,
+      **{name: FLAGS[name].value for name in names if name in FLAGS},
+      **{field: FLAGS[flag].value for flag, field in CONFIG_FLAGS.items()})
 
 
 def validate_flags():
   cli.refuse_unread_flags(READ_ONLY_BY, FLAGS.algorithm, "algorithm")
-  if algorithms.get(FLAGS.algorithm).by_sources:
-    if FLAGS.num_batches < 2 or FLAGS.meta_batchsz % FLAGS.num_batches:
-      raise flags.ValidationError(f"--meta_batchsz ({FLAGS.meta_batchsz}) must be a multiple of "
-                                  f"--num_batches ({FLAGS.num_batches}), which must be >= 2")
-  elif len(FLAGS.data) != 1:
+  if not algorithms.get(FLAGS.algorithm).by_sources and len(FLAGS.data) != 1:
     raise flags.ValidationError(f"--algorithm {FLAGS.algorithm} takes one --data, got "
                                 f"{len(FLAGS.data)}")
-  outer = (FLAGS.outer_batch_size
-           or algorithms.get(FLAGS.algorithm).engine_defaults["outer_batch_size"])
-  if outer > FLAGS.num_train_task:
-    raise flags.ValidationError(f"--outer_batch_size ({outer}) must be at most "
-                                f"--num_train_task ({FLAGS.num_train_task})")
 
 
 def run():

@@ -7,3 +7,15 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
+
+
+# The Python API (api.py), imported on first use: `import metabert_tf.errors` and the command-line
+# programs do not pay for it.
+__all__ = ["FewShotClassifier", "meta_train"]
+
+
+def __getattr__(name):
+  if name in __all__:
+    from metabert_tf import api
+    return getattr(api, name)
+  raise AttributeError(f"module 'metabert_tf' has no attribute {name!r}")

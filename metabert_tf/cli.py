@@ -30,7 +30,7 @@ def define_common_flags():
   flags.DEFINE_enum("distribution_strategy", "one_device", runtime.STRATEGIES,
                     "tf.distribute strategy.")
   flags.DEFINE_string("tpu", None, "TPU address, with --distribution_strategy=tpu.")
-  flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "bf16 = Keras mixed_bfloat16 policy.")
+  flags.DEFINE_enum("precision", "fp32", list(runtime.PRECISIONS), "bf16 = Keras mixed_bfloat16 policy.")
   flags.DEFINE_string("data_dir", None, "Root the data paths are relative to.")
 
 

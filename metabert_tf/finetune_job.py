@@ -7,7 +7,7 @@ results.json into its output_dir.
 import dataclasses
 import os
 import time
-from typing import Optional
+from typing import List, Optional
 
 from absl import logging
 import numpy as np
@@ -101,6 +101,68 @@ def check_zero_shot(job, backbone, label_list):
                     f"classifier does not know (its labels: {list(backbone.label_list)})")
 
 
+@dataclasses.dataclass
+class Built:
+  """A classifier ready to train or to score, and what its training and its checkpoints need."""
+  model: classifier.Classifier
+  label_list: List[str]
+  pooling: str
+  metadata: tf.Variable                # the checkpoints' metadata (checkpoints.py)
+  recipe: Optional[object] = None      # leopard_finetune for a LEOPARD-family model, else None
+  rates: Optional[dict] = None         # its learned per-variable rates (a meta-trained one)
+  variables: Optional[list] = None     # the variables those rates train
+
+
+def build_model(job, strategy, backbone, label_list, train=True):
+  """The classifier of `job` on `backbone`'s encoder for `label_list`: from a LEOPARD-family
+  checkpoint (and job.leopard_head) its generated head and learned rates, else a dense head
+  (restored when the checkpoint has one for these labels)."""
+  pooling = job.pooling or backbone.pooling
+  logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
+  # The checkpoint's algorithm says how to fine-tune it (None: plain fine-tuning).
+  recipe = algorithms.finetune_recipe(
+      checkpoints.read_metadata(backbone.checkpoint_prefix) if backbone.checkpoint_prefix
+      else {}) if job.leopard_head else None
+  if recipe is not None:  # generated class rows, learned per-layer rates
+    model, rates, variables = recipe.build(strategy, backbone, len(label_list), pooling,
+                                           job.dropout)
+  else:
+    model = build_classifier(strategy, backbone, label_list, pooling, job.dropout)
+    rates = variables = None
+  if recipe is not None and rates is None and train:
+    raise DataError(job.bert_model, "a model fine-tuned from a LEOPARD-family checkpoint has no "
+                    "learned rates: fine-tune from the meta-trained checkpoint")
+  # Outside the scope: a string variable cannot be mirrored (no string collectives).
+  head = {"head": recipe.HEAD, "head_init": model.head.init} if recipe is not None else {}
+  metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
+                                           label_list, job.max_seq_length, pooling=pooling,
+                                           stage="finetune", **head)
+  return Built(model, list(label_list), pooling, metadata, recipe, rates, variables)
+
+
+def fit(job, built, train_features, source, strategy, backbone):
+  """Trains `built` on `train_features` (from `source`, named in errors) by job.train, in
+  job.output_dir (resumable); returns the training statistics. Its first step starts from the
+  head job.head_init asks for (a LEOPARD-family head: generated class rows)."""
+  datasets.require_two_labels(train_features["label_ids"], built.label_list, source)
+  resumed = tf.train.latest_checkpoint(os.path.join(job.output_dir, "ckpt"))
+  make_optimizer = None
+  if built.recipe is not None:
+    make_optimizer = lambda steps: built.recipe.optimizer(  # noqa: E731
+        built.rates, steps, job.train.warmup_proportion)
+    if not resumed:
+      built.recipe.generate_class_rows(built.model, train_features, job.train.batch_size,
+                                       job.train.seed)
+  elif (job.head_init == "prototypes" and not restores_head(backbone, built.label_list)
+        and not resumed):
+    init_head_from_prototypes(built.model, train_features, len(built.label_list),
+                              job.eval_batch_size)
+  stats = training.finetune(strategy, built.model, train_features, job.output_dir, job.train,
+                            built.metadata, make_optimizer=make_optimizer,
+                            variables=built.variables)
+  return {"num_train_examples": int(len(train_features["label_ids"])), **stats}
+
+
 def run_job(job: FinetuneJob, strategy=None):
   """Runs `job`; returns (and writes to output_dir/results.json) its results."""
   strategy = strategy or tf.distribute.get_strategy()
@@ -138,50 +200,17 @@ def run_job(job: FinetuneJob, strategy=None):
   if job.eval_path in examples:
     datasets.unseen_labels(examples[job.eval_path], label_list, job.eval_path,
                            job.allow_unseen_eval_labels)
-  pooling = job.pooling or backbone.pooling
-  logging.info("Labels (id order): %s; pooling: %s", label_list, pooling)
-  # The checkpoint's algorithm says how to fine-tune it (None: plain fine-tuning).
-  recipe = algorithms.finetune_recipe(
-      checkpoints.read_metadata(backbone.checkpoint_prefix) if backbone.checkpoint_prefix
-      else {}) if job.leopard_head else None
-  by_leopard = recipe is not None
-  if by_leopard:  # generated class rows, learned per-layer rates
-    model, rates, variables = recipe.build(strategy, backbone, len(label_list),
-                                                     pooling, job.dropout)
-  else:
-    model = build_classifier(strategy, backbone, label_list, pooling, job.dropout)
-    rates = variables = None
-  if by_leopard and rates is None and not zero_shot:
-    raise DataError(job.bert_model, "a model fine-tuned from a LEOPARD-family checkpoint has no "
-                    "learned rates: fine-tune from the meta-trained checkpoint")
-  # Outside the scope: a string variable cannot be mirrored (no string collectives).
-  head = {"head": recipe.HEAD, "head_init": model.head.init} if by_leopard else {}
-  metadata = checkpoints.metadata_variable(backbone.config, backbone.vocab, backbone.lower_case,
-                                           label_list, job.max_seq_length, pooling=pooling,
-                                           stage="finetune", **head)
-  results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": pooling,
+  built = build_model(job, strategy, backbone, label_list, train=not zero_shot)
+  results = {"bert_model": job.bert_model, "label_list": label_list, "pooling": built.pooling,
              "train_file": job.train_path,
              "eval_file": job.eval_path, "precision": job.precision,
              "train_config": dataclasses.asdict(job.train), "head_init": job.head_init,
              "head": "random" if zero_shot and not restores_head(backbone, label_list)
-                     and not by_leopard else "trained"}
+                     and not built.recipe else "trained"}
   if not zero_shot:
     train_features = datasets.load_features(job.train_path, input_encoder, label_list)
-    datasets.require_two_labels(train_features["label_ids"], label_list, job.train_path)
-    results["num_train_examples"] = int(len(train_features["label_ids"]))
-    make_optimizer = None
-    if by_leopard:
-      make_optimizer = lambda steps: recipe.optimizer(  # noqa: E731
-          rates, steps, job.train.warmup_proportion)
-      if not tf.train.latest_checkpoint(os.path.join(job.output_dir, "ckpt")):  # not a resume
-        recipe.generate_class_rows(model, train_features, job.train.batch_size,
-                                   job.train.seed)
-    elif job.head_init == "prototypes" and not restores_head(backbone, label_list) and not (
-        tf.train.latest_checkpoint(os.path.join(job.output_dir, "ckpt"))):
-      init_head_from_prototypes(model, train_features, len(label_list), job.eval_batch_size)
-    results.update(training.finetune(strategy, model, train_features, job.output_dir, job.train,
-                                     metadata, make_optimizer=make_optimizer,
-                                     variables=variables))
+    results.update(fit(job, built, train_features, job.train_path, strategy, backbone))
+  model = built.model
   if job.eval_path:
     eval_features = datasets.load_features(job.eval_path, input_encoder, label_list,
                                            job.allow_unseen_eval_labels)

@@ -26,6 +26,9 @@ def set_seed(seed):
   np.random.seed(seed)
   tf.random.set_seed(seed)
 
+PRECISIONS = ("fp32", "bf16")  # bf16: the Keras mixed_bfloat16 policy
+
+
 def set_precision(precision):
   tf_keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
 

@@ -158,7 +158,7 @@ def test_hybrid_smlmt_cli_takes_several_sources_and_its_flags(tmp_path, tiny_goo
   assert settings["average_query_every"] == 2 and settings["label_emb_size"] == 8
   line = programs.error_line("run_meta_train.py", "--algorithm=smlmt",
                              f"--output_dir={tmp_path / 's'}", *common, "--num_batches=4")
-  assert "must be a multiple of --num_batches (4)" in line
+  assert "must be a multiple of num_batches (4)" in line
 
 
 def test_benchmark_learners_from_the_cli_and_their_unread_flags(tmp_path, tiny_google_dir):

@@ -42,6 +42,65 @@ class MetaJob(model_spec.ModelSpec):
   meta: engine.MetaConfig = dataclasses.field(default_factory=engine.MetaConfig)
 
 
+# The engine's settings by run_meta_train.py's flag names (engine.MetaConfig and
+# episodes.EpisodeConfig fields); the LEOPARD family's support set is named as the original's:
+# meta_batchsz examples in num_batches batches (num_support and inner_batch_size follow).
+ENGINE_SETTINGS = ("num_train_task", "num_test_task", "outer_batch_size", "tasks_per_replica",
+                   "inner_update_step", "inner_update_step_eval", "num_query", "domain_sampling",
+                   "class_balanced", "epochs", "seed", "progress", "bucket", "dropout")
+DOMAIN_SETTINGS = ("num_support", "inner_batch_size")   # fomaml, reptile
+SOURCE_SETTINGS = ("meta_batchsz", "num_batches")       # the task-source algorithms
+
+
+def settings_of(algorithm):
+  """Every setting meta_config takes for `algorithm`: the engine's, then its Config's fields."""
+  entry = algorithms.get(algorithm)
+  return (ENGINE_SETTINGS + (SOURCE_SETTINGS if entry.by_sources else DOMAIN_SETTINGS)
+          + tuple(f.name for f in dataclasses.fields(entry.config)))
+
+
+def meta_config(algorithm, strict=True, **settings):
+  """The engine's MetaConfig, with `algorithm`'s own Config, from settings named as in
+  settings_of(algorithm); a setting left out (or None) takes the algorithm's default (its
+  ENGINE_DEFAULTS and Config: algorithms.py). run_meta_train.py and the Python API both build
+  their config here, so they share one set of defaults. `strict`: a setting `algorithm` does not
+  read is an error (False: ignored, for callers that pass every flag)."""
+  entry = algorithms.get(algorithm)
+  known = settings_of(algorithm)
+  unknown = sorted(set(settings) - set(known))
+  if unknown and strict:
+    raise ConfigError(f"is not a setting of {algorithm} (its settings: {', '.join(known)})",
+                      field=unknown[0])
+  given = {k: v for k, v in settings.items() if v is not None and k in known}
+  defaults = dict(entry.engine_defaults)
+  if entry.by_sources:
+    support, batches = given.get("meta_batchsz", 80), given.get("num_batches", 8)
+    if batches < 2 or support % batches:
+      raise ConfigError(f"({support}) must be a multiple of num_batches ({batches}), which "
+                        "must be >= 2", field="meta_batchsz")
+    defaults.update(num_support=support, inner_batch_size=support // batches)
+  else:
+    defaults.update(num_support=given.get("num_support", 80),
+                    inner_batch_size=given.get("inner_batch_size", 16))
+  pick = lambda name, default=None: given.get(name, defaults.get(name, default))  # noqa: E731
+  config = engine.MetaConfig(
+      episodes=episodes.EpisodeConfig(defaults["num_support"], pick("num_query"),
+                                      pick("domain_sampling", "proportional"),
+                                      pick("class_balanced", False)),
+      num_train_task=pick("num_train_task", 50), num_test_task=pick("num_test_task", 3),
+      outer_batch_size=pick("outer_batch_size"), tasks_per_replica=pick("tasks_per_replica", 0),
+      inner_batch_size=defaults["inner_batch_size"], inner_update_step=pick("inner_update_step"),
+      inner_update_step_eval=pick("inner_update_step_eval"), epochs=pick("epochs"),
+      seed=pick("seed", 0), progress=pick("progress", True), bucket=pick("bucket", 0),
+      dropout=pick("dropout", True),
+      algorithm=algorithms.make_config(algorithm, **{k: v for k, v in given.items()
+                                                     if k not in ENGINE_SETTINGS}))
+  if config.outer_batch_size > config.num_train_task:
+    raise ConfigError(f"({config.outer_batch_size}) must be at most num_train_task "
+                      f"({config.num_train_task})", field="outer_batch_size")
+  return config
+
+
 def choose_domains(domain_list, domain_ids, test_domains, num_domain, source):
   """The training domains: the num_domain smallest domains that are not test domains."""
   counts = np.bincount(np.asarray(domain_ids), minlength=len(domain_list))

@@ -1,0 +1,171 @@
+"""The Python API (metabert_tf/api.py): fit / predict / save / load, its errors, a LEOPARD-family
+checkpoint through it and through run_finetune.py, and meta_train for each kind of algorithm."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import metabert_tf
+from metabert_tf import FewShotClassifier
+from metabert_tf import meta_train
+from metabert_tf import predict
+from metabert_tf.errors import ConfigError
+from metabert_tf.errors import DataError
+from tests import programs
+from tests import tiny_models
+from tests.test_leopard_finetune import leopard_ckpt  # noqa: F401  (a fixture)
+
+RECIPE = dict(epochs=2, batch_size=4, learning_rate=1e-3, progress=False)
+
+
+def _toy(tmp_path, n_per_label=6):
+  paths = tiny_models.write_toy_task(str(tmp_path / "task"), n_per_label=n_per_label)
+  rows = {}
+  for split, path in paths.items():
+    with open(path) as f:
+      data = [json.loads(line) for line in f]
+    rows[split] = ([r["text"] for r in data], [r["label"] for r in data])
+  return paths, rows
+
+
+def test_fit_predict_save_and_load_give_the_same_probabilities(tiny_google_dir, tmp_path):
+  _, rows = _toy(tmp_path)
+  texts, labels = rows["train"]
+  clf = FewShotClassifier.from_pretrained(tiny_google_dir, max_seq_length=16)
+  assert clf.fit(texts, labels, **RECIPE) is clf
+  assert clf.labels == ["negative", "positive"]
+  probabilities = clf.predict_proba(rows["eval"][0])
+  assert probabilities.shape == (len(rows["eval"][0]), 2) and probabilities.dtype == np.float32
+  np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+  predicted = clf.predict(rows["eval"][0])
+  assert predicted == [clf.labels[i] for i in probabilities.argmax(axis=1)]
+  metrics = clf.evaluate(*rows["eval"])
+  assert metrics["accuracy"] == np.mean(np.array(predicted) == np.array(rows["eval"][1]))
+  assert set(metrics) == {"accuracy", "macro_f1", "num_examples"}
+  assert clf.train_results["train_steps"] == 2 * 3  # 12 examples, batch 4, 2 epochs
+
+  saved = clf.save(str(tmp_path / "saved"))
+  again = FewShotClassifier.from_pretrained(saved, max_seq_length=16)
+  assert again.labels == clf.labels
+  np.testing.assert_array_equal(again.predict_proba(rows["eval"][0]), probabilities)
+  clf.save(saved)  # a save replaces an earlier one
+  # The export serves the same classifier from raw strings.
+  export_dir = again.export(str(tmp_path / "export"))
+  served = predict.predict(export_dir, [(t, None) for t in rows["eval"][0]], progress=False)
+  np.testing.assert_allclose([r["probabilities"] for r in served], probabilities, atol=1e-5)
+
+
+def test_fit_starts_from_the_pretrained_weights_each_time_and_resumes_in_output_dir(
+    tiny_google_dir, tmp_path):
+  _, rows = _toy(tmp_path)
+  clf = FewShotClassifier.from_pretrained(tiny_google_dir, max_seq_length=16)
+  first = clf.fit(*rows["train"], **RECIPE).predict_proba(rows["eval"][0])
+  second = clf.fit(*rows["train"], **RECIPE).predict_proba(rows["eval"][0])
+  np.testing.assert_allclose(first, second, atol=1e-6)
+  out = tmp_path / "run"
+  kept = clf.fit(*rows["train"], output_dir=str(out), **RECIPE).predict_proba(rows["eval"][0])
+  assert tf.train.latest_checkpoint(str(out / "ckpt"))
+  np.testing.assert_allclose(kept, first, atol=1e-6)
+  # Finished: the same call reads the final checkpoint back instead of training again.
+  resumed = clf.fit(*rows["train"], output_dir=str(out), **RECIPE)
+  assert resumed.train_results["train_seconds"] < 5
+  np.testing.assert_allclose(resumed.predict_proba(rows["eval"][0]), kept, atol=1e-6)
+
+
+def test_bad_input_raises_the_library_errors_with_the_cli_words(tiny_google_dir, tmp_path):
+  _, rows = _toy(tmp_path)
+  texts, labels = rows["train"]
+  clf = FewShotClassifier.from_pretrained(tiny_google_dir, max_seq_length=16)
+  with pytest.raises(ConfigError, match="has no trained classifier: call fit"):
+    clf.predict(["good"])
+  with pytest.raises(ConfigError, match="^epochs must be >= 1, got 0$"):
+    clf.fit(texts, labels, epochs=0)
+  with pytest.raises(ConfigError, match="epoch is not a setting of fit .*epochs, batch_size"):
+    clf.fit(texts, labels, epoch=1)
+  with pytest.raises(ConfigError, match="head_init must be one of random, prototypes"):
+    clf.fit(texts, labels, head_init="zeros")
+  with pytest.raises(DataError, match="labels: has 3 items, texts has 12"):
+    clf.fit(texts, labels[:3])
+  with pytest.raises(DataError, match=r"texts:\[1\]: expected a str, got NoneType"):
+    clf.fit(["good", None], ["a", "b"])
+  with pytest.raises(DataError, match="texts: expected a list, got str"):
+    clf.fit("good", ["a"])
+  with pytest.raises(DataError, match="training data with one label"):
+    clf.fit(texts, ["positive"] * len(texts), **RECIPE)
+  with pytest.raises(ConfigError, match="max_seq_length must be >= 8, got 4"):
+    FewShotClassifier.from_pretrained(tiny_google_dir, max_seq_length=4)
+  with pytest.raises(ConfigError):
+    FewShotClassifier.from_pretrained(str(tmp_path / "no_such_model"))
+  clf.fit(texts, labels, **RECIPE)
+  with pytest.raises(DataError, match=r"labels \['neutral'\] are not among the classes"):
+    clf.evaluate(["good"], ["neutral"])
+  (tmp_path / "busy").mkdir()
+  (tmp_path / "busy" / "notes.txt").write_text("mine")
+  with pytest.raises(ConfigError, match="exists and is not a saved model"):
+    clf.save(str(tmp_path / "busy"))
+  # Integer labels are label names too.
+  clf.fit(texts, [int(label == "positive") for label in labels], **RECIPE)
+  assert clf.labels == ["0", "1"]
+
+
+def test_a_leopard_checkpoint_through_the_api_equals_run_finetune(leopard_ckpt, tmp_path):  # noqa: F811
+  paths, rows = _toy(tmp_path)
+  status, err = programs.run(
+      "run_finetune.py", f"--bert_model={leopard_ckpt}", f"--train_file={paths['train']}",
+      f"--output_dir={tmp_path / 'cli'}", "--max_seq_length=16", "--epochs=2", "--batch_size=4",
+      "--learning_rate=1e-3", "--noprogress", f"--export_dir={tmp_path / 'cli_export'}")
+  assert status == 0, err[-2000:]
+  cli = predict.predict(str(tmp_path / "cli_export"), [(t, None) for t in rows["eval"][0]],
+                        progress=False)
+  clf = FewShotClassifier.from_pretrained(leopard_ckpt, max_seq_length=16)
+  clf.fit(*rows["train"], **RECIPE)
+  assert "class_rows" in [w.name.split("/")[-1].split(":")[0]
+                          for w in clf._built.model.head.weights]  # the generated head
+  np.testing.assert_allclose(clf.predict_proba(rows["eval"][0]),
+                             [r["probabilities"] for r in cli], atol=1e-5)
+
+
+def test_meta_train_each_kind_of_algorithm_then_fit_from_its_checkpoint(tiny_google_dir,
+                                                                       tmp_path):
+  examples = [{"text": e.text_a, "label": e.label, "domain": e.domain}
+              for e in tiny_models.toy_domain_examples()]
+  model = dict(bert_model=tiny_google_dir, max_seq_length=16, progress=False)
+  leopard = meta_train("leopard", examples, str(tmp_path / "leopard"), num_train_task=2,
+                       outer_batch_size=2, meta_batchsz=4, num_batches=2, num_query=2,
+                       label_emb_size=8, **model)
+  fomaml = meta_train("fomaml", tiny_models.write_domain_json(str(tmp_path / "toy.json")),
+                      str(tmp_path / "fomaml"), num_train_task=2, outer_batch_size=2,
+                      num_support=4, num_query=2, inner_update_step=1, epochs=1,
+                      num_test_task=0, inner_batch_size=2, **model)
+  mix = meta_train("mix", examples, str(tmp_path / "mix"), epochs=1, batch_size=8, **model)
+  texts = [e["text"] for e in examples[:12]]
+  labels = [e["label"] for e in examples[:12]]
+  for ckpt in (leopard, fomaml, mix):
+    clf = FewShotClassifier.from_pretrained(ckpt, max_seq_length=16).fit(texts, labels,
+                                                                         **RECIPE)
+    assert clf.predict_proba(texts).shape == (12, 2)
+  # The same call again resumes the finished run (same checkpoint, no new training).
+  assert meta_train("leopard", examples, str(tmp_path / "leopard"), num_train_task=2,
+                    outer_batch_size=2, meta_batchsz=4, num_batches=2, num_query=2,
+                    label_emb_size=8, **model) == leopard
+  with pytest.raises(ConfigError, match="holds a run with other settings"):
+    meta_train("leopard", examples, str(tmp_path / "leopard"), num_train_task=4,
+               outer_batch_size=2, meta_batchsz=4, num_batches=2, num_query=2,
+               label_emb_size=8, **model)
+  with pytest.raises(ConfigError, match="num_support is not a setting of leopard"):
+    meta_train("leopard", examples, str(tmp_path / "x"), num_support=4, **model)
+  with pytest.raises(ConfigError, match="meta_batchsz .* must be a multiple of num_batches"):
+    meta_train("leopard", examples, str(tmp_path / "x"), meta_batchsz=5, num_batches=2,
+               **model)
+  with pytest.raises(ConfigError, match="algorithm must be one of"):
+    meta_train("maml", examples, str(tmp_path / "x"), **model)
+  with pytest.raises(DataError, match=r"data:\[0\]: expected data specs, or examples"):
+    meta_train("leopard", [{"txt": "a"}], str(tmp_path / "x"), **model)
+
+
+def test_the_package_exports_the_api():
+  assert metabert_tf.FewShotClassifier is FewShotClassifier
+  assert set(metabert_tf.__all__) >= {"FewShotClassifier", "meta_train"}
+  with pytest.raises(AttributeError):
+    metabert_tf.no_such_name  # noqa: B018
