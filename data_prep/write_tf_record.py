@@ -3,7 +3,7 @@ r"""Encode labeled text into a BERT-format tf_record (+ `<file>.meta.json`) for 
   python -m data_prep.write_tf_record --input train.jsonl --output train.tf_record \
       --bert_model minilm-l6 --max_seq_length 128 [--label_list neg,pos] [--with_domains]
 
---input is any reader format (see data_prep.readers.read_examples), with columns chosen by a data
+--input is any reader format (see metabert_tf.data.readers.read_examples), with columns chosen by a data
 spec such as `glue/CoLA/train.tsv:header=none,text=3,label=1`. The vocabulary and casing
 come from --bert_model, so the records match the model that will read them.
 """

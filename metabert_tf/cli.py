@@ -7,6 +7,7 @@ import sys
 
 from absl import flags
 
+from metabert_tf import flag_rules
 from metabert_tf import io_utils
 from metabert_tf import runtime
 from metabert_tf.errors import ConfigError
@@ -67,9 +68,16 @@ _FREE_ON_RESUME = {"progress", "eval_batch_size", "save_every_steps", "export", 
 
 
 def _ours(flag_values):
-  by_module = flag_values.flags_by_module_dict()
-  return [f for module in (sys.argv[0], __name__) for f in by_module.get(module, [])
-          if f.name not in _NOT_RECORDED]
+  """The program's flags and the shared ones: every flag absl or TensorFlow did not define
+  (wherever the program defined its own: as __main__, or in a module a test loads)."""
+  seen, out = set(), []
+  for module, module_flags in flag_values.flags_by_module_dict().items():
+    for f in module_flags:
+      if (f.name not in seen and f.name not in _NOT_RECORDED
+          and not flag_rules.is_library_flag(f.name, flag_values)):
+        seen.add(f.name)
+        out.append(f)
+  return out
 
 
 def _flag_lines(flag_values):

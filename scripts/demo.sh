@@ -11,8 +11,18 @@ CONFIG=configs/demo_meta_bert.cfg
 OUT=${DEMO_OUT:-output/demo_meta_bert}
 export TF_CPP_MIN_LOG_LEVEL=3  # the demo's console: progress and results, not TF's C++ chatter
 
-if [ ! -d "$MDS/books" ] && [ -d "$MDS/sorted_data_acl/books" ]; then
-  MDS=$MDS/sorted_data_acl  # the layout data_prep.download extracts
+find_reviews() {
+  if [ ! -d "$MDS/books" ] && [ -d "$MDS/sorted_data_acl/books" ]; then
+    MDS=$MDS/sorted_data_acl  # the layout data_prep.download extracts
+  fi
+}
+find_reviews
+if [ ! -d "$MDS/books" ]; then
+  # No ../shared here: fetch the reviews (one archive, its sha256 recorded beside it) when online.
+  echo "== $MDS/books not found: downloading the Amazon multi-domain reviews into $MDS"
+  if $PY -m data_prep.download amazon_reviews --dest "$MDS" ${AMAZON_REVIEWS_URL:+--url="$AMAZON_REVIEWS_URL"}; then
+    find_reviews
+  fi
 fi
 if [ ! -d "$MDS/books" ]; then
   echo "error: $MDS/books not found. Put the Amazon multi-domain reviews (books, dvd, electronics," >&2

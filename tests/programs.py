@@ -10,8 +10,12 @@ from absl import flags
 
 from tests.conftest import REPO_DIR
 
+# The root scripts run these (as `python -m`); tests load the programs themselves.
+ROOT_SCRIPTS = {"run_finetune.py": "metabert_tf/programs/finetune.py",
+                "run_meta_train.py": "metabert_tf/programs/meta_train.py",
+                "run_multidomain.py": "metabert_tf/programs/multidomain.py"}
 ALL = [
-    "run_finetune.py", "run_meta_train.py", "run_multidomain.py", "metabert_tf/predict.py",
+    *ROOT_SCRIPTS.values(), "metabert_tf/predict.py",
     "metabert_tf/experiments/__main__.py",
     "data_prep/write_tf_record.py", "data_prep/kshot.py", "data_prep/smlmt.py",
     "data_prep/mft_splits.py", "data_prep/download.py",
@@ -27,6 +31,7 @@ def defined_flags(program, with_module=False):
   in the global FLAGS (with_module: (the module, that dict)), and deletes them afterwards so
   the next program can define its own."""
   before = set(flags.FLAGS)
+  program = ROOT_SCRIPTS.get(program, program)
   path = os.path.join(REPO_DIR, program)
   name = "_program_" + program.replace("/", "_").replace(".py", "")
   spec = importlib.util.spec_from_file_location(name, path)

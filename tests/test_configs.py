@@ -1,6 +1,7 @@
 """The shipped flag files parse into the settings they say (a typo there would only show after
 hours of a benchmark)."""
 import os
+import subprocess
 
 from absl import flags
 
@@ -31,3 +32,14 @@ def test_the_demo_flag_file_is_meta_berts():
   protocol, config = _experiment_config(os.path.join(REPO_DIR, "configs", "demo_meta_bert.cfg"),
                                         "--protocol=meta_bert")  # as scripts/demo.sh runs it
   assert protocol.NAME == "meta_bert" and config.held_out == ["books"]
+
+
+def test_the_demo_without_data_tries_the_download_then_says_what_to_do(tmp_path):
+  # A URL nothing listens on: the download fails at once, as it does offline.
+  env = {**os.environ, "DATA_DIR": str(tmp_path), "AMAZON_REVIEWS_URL": "http://127.0.0.1:9/x.tgz"}
+  proc = subprocess.run(["bash", "scripts/demo.sh"], cwd=REPO_DIR, env=env, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 1
+  assert "downloading the Amazon multi-domain reviews" in proc.stdout
+  assert "error: could not download http://127.0.0.1:9/x.tgz" in proc.stderr
+  assert "data_prep.download amazon_reviews --dest" in proc.stderr and "DATA_DIR" in proc.stderr
