@@ -18,7 +18,6 @@ command-line programs print.
 import dataclasses
 import json
 import os
-import shutil
 import tempfile
 
 import numpy as np
@@ -231,19 +230,10 @@ class FewShotClassifier:
         checkpoints.is_toolkit_checkpoint(directory)):
       raise ConfigError(f"{directory} exists and is not a saved model; not replacing it",
                         field="directory")
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    tmp = io_utils.public_dir(tempfile.mkdtemp(dir=parent, **io_utils.temp_name_parts(directory)))
-    try:
+    with io_utils.atomic_dir(directory) as tmp:
       path = checkpoints.model_checkpoint(built.model, built.metadata).write(
           os.path.join(tmp, "model"))
       checkpoints.record_checkpoint(tmp, path)
-      if os.path.isdir(directory):
-        shutil.rmtree(directory)
-      os.replace(tmp, directory)
-    finally:
-      if os.path.isdir(tmp):
-        shutil.rmtree(tmp)
     return directory
 
   def export(self, directory):

@@ -7,8 +7,6 @@ Signatures:
 Loading needs `import tensorflow_text` (it registers the tokenizer ops).
 """
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
@@ -43,21 +41,12 @@ class ExportModule(tf.Module):
 def export_saved_model(model, input_encoder, label_list, export_dir):
   """Writes the SavedModel to a temp dir beside `export_dir`, then renames it into place."""
   module = ExportModule(model, input_encoder, label_list)
-  parent = os.path.dirname(os.path.abspath(export_dir))
-  os.makedirs(parent, exist_ok=True)
   if os.path.isdir(export_dir) and os.listdir(export_dir) and not os.path.exists(
       os.path.join(export_dir, "saved_model.pb")):
     raise ConfigError(f"{export_dir} exists and is not a SavedModel; not replacing it",
                       field="export_dir")
-  tmp = io_utils.public_dir(tempfile.mkdtemp(dir=parent, **io_utils.temp_name_parts(export_dir)))
-  try:
+  with io_utils.atomic_dir(export_dir) as tmp:
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve,
                                                  "serve_pair": module.serve_pair})
     io_utils.atomic_write_json(os.path.join(tmp, "labels.json"), {"label_list": list(label_list)})
-    if os.path.isdir(export_dir):
-      shutil.rmtree(export_dir)
-    os.replace(tmp, export_dir)
-  finally:
-    if os.path.isdir(tmp):
-      shutil.rmtree(tmp)
   return export_dir

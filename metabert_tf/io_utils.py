@@ -29,6 +29,24 @@ def atomic_open(path, mode="w", encoding="utf-8"):
     raise
 
 
+@contextlib.contextmanager
+def atomic_dir(directory):
+  """Yields a temp directory beside `directory` to fill; on success it replaces `directory`
+  (an earlier one is removed first), on failure it is removed: a reader sees the old
+  directory or the new one, never a half-written one."""
+  parent = os.path.dirname(os.path.abspath(directory))
+  os.makedirs(parent, exist_ok=True)
+  tmp = public_dir(tempfile.mkdtemp(dir=parent, **temp_name_parts(directory)))
+  try:
+    yield tmp
+    if os.path.isdir(directory):
+      shutil.rmtree(directory)
+    os.replace(tmp, directory)
+  finally:
+    if os.path.isdir(tmp):
+      shutil.rmtree(tmp)
+
+
 def check_writable(path, flag, directory=False):
   """DataError unless `path` can be written as a file (or made a `directory`); checked before
   slow work, not after it. The nearest existing folder at or above `path` must take a new file
