@@ -41,6 +41,9 @@ flags.DEFINE_integer("max_examples_per_source", 0, "Read at most this many examp
 flags.DEFINE_list("min_layer_with_grad", ["0"], "LEOPARD family: also time with the inner loop "
                   "adapting only the encoder layers from this one up (keys <method>_min_layer<M>; "
                   "their GFLOP still count the full backward pass).")
+flags.DEFINE_list("num_batches", ["8"], "LEOPARD family: also time with the 80 support examples "
+                  "in this many batches (the first generates the class rows, each other one is an "
+                  "inner step; keys <method>_batches<B>): fewer, larger inner steps.")
 flag_rules.register()
 FLAGS = flags.FLAGS
 
@@ -53,7 +56,7 @@ UNITS = {"leopard": (3, 3), "proto_fomaml": (6, 3), "proto_reptile": (4, 1),
          "proto_bert": (3, 3), "mt_bert": (3, 3)}
 
 
-def measure_one(precision, method, min_layer=0):
+def measure_one(precision, method, min_layer=0, num_batches=8):
   with tempfile.TemporaryDirectory() as tmp:
     config = leopard_kshot.Config(
         output_dir=tmp, bert_model=FLAGS.bert_model, meta_train_dir=FLAGS.data,
@@ -64,6 +67,8 @@ def measure_one(precision, method, min_layer=0):
     if min_layer:
       meta = dataclasses.replace(meta, algorithm=dataclasses.replace(
           meta.algorithm, min_layer_with_grad=min_layer))
+    if num_batches != 8:
+      meta = dataclasses.replace(meta, inner_batch_size=meta.episodes.num_support // num_batches)
     job = meta_job.MetaJob(**{**job.__dict__, "precision": precision, "meta": meta})
     trainer, _, job = meta_job.build_trainer(job)
     for step in range(2):
@@ -96,17 +101,19 @@ def measure(precision):
   out = {}
   for name in FLAGS.methods:
     method = methods.LEOPARD[name]
-    layers = ([int(m) for m in FLAGS.min_layer_with_grad]
-              if method.meta_algorithm in algorithms.LEOPARD_FAMILY else [0])
+    family = method.meta_algorithm in algorithms.LEOPARD_FAMILY
+    layers = [int(m) for m in FLAGS.min_layer_with_grad] if family else [0]
+    batches = [int(b) for b in FLAGS.num_batches] if family else [8]
     for m in layers:
-      key = name if m == 0 else f"{name}_min_layer{m}"
-      out.update({f"{key}_{k}": v for k, v in measure_one(precision, method, m).items()})
+      for b in batches:
+        key = name + (f"_min_layer{m}" if m else "") + (f"_batches{b}" if b != 8 else "")
+        out.update({f"{key}_{k}": v for k, v in measure_one(precision, method, m, b).items()})
   return out
 
 
 def main(_):
   bench_common.run(measure, ["bert_model", "max_seq_length", "data", "methods", "steps",
-                             "max_examples_per_source", "min_layer_with_grad"])
+                             "max_examples_per_source", "min_layer_with_grad", "num_batches"])
 
 
 if __name__ == "__main__":

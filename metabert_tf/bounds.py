@@ -123,4 +123,5 @@ RULES = {
 }
 # data_prep.kshot's --k is a list of K values; run_finetune.py's --k one K (and the like).
 LIST_RULES = {"k": Items(COUNT),
-              "min_layer_with_grad": Items(INDEX)}  # benchmarks/leopard_task_throughput.py
+              # benchmarks/leopard_task_throughput.py
+              "min_layer_with_grad": Items(INDEX), "num_batches": Items(Number(2, integer=True))}
