@@ -27,6 +27,7 @@ import metabert_tf  # noqa: F401  (first: it keeps TF's C++ log lines quiet)
 import bench_common
 from metabert_tf import backbones
 from metabert_tf import flag_rules
+from metabert_tf.errors import ConfigError
 from metabert_tf.experiments import leopard_kshot
 from metabert_tf.experiments import meta_stage
 from metabert_tf.experiments import methods
@@ -38,6 +39,8 @@ flags.DEFINE_list("methods", ["leopard", "fomaml", "reptile", "proto-bert", "mt-
                   "Meta-learned methods of the LEOPARD protocol to time.")
 flags.DEFINE_integer("steps", 3, "Timed meta-steps (after two warm-up steps).")
 flags.DEFINE_integer("max_examples_per_source", 0, "Read at most this many examples per source.")
+flags.DEFINE_list("smlmt_data", [], "SMLMT task files (data_prep.smlmt) for smlmt and "
+                  "hybrid-smlmt.")
 flags.DEFINE_list("min_layer_with_grad", ["0"], "LEOPARD family: also time with the inner loop "
                   "adapting only the encoder layers from this one up (keys <method>_min_layer<M>; "
                   "their GFLOP still count the full backward pass).")
@@ -52,17 +55,20 @@ FLAGS = flags.FLAGS
 # one query gradient; ProtoMAML FOMAML: rows from all 80 (forward, backward through them), 8
 # inner steps, the query gradient; ProtoMAML Reptile: rows (forward), 8 inner steps, the query
 # loss (forward); Proto-BERT and MT-BERT: every example once, forward and backward.
-UNITS = {"leopard": (3, 3), "proto_fomaml": (6, 3), "proto_reptile": (4, 1),
-         "proto_bert": (3, 3), "mt_bert": (3, 3)}
+UNITS = {"leopard": (3, 3), "smlmt": (3, 3), "hybrid_smlmt": (3, 3), "proto_fomaml": (6, 3),
+         "proto_reptile": (4, 1), "proto_bert": (3, 3), "mt_bert": (3, 3)}
+
+
+def _config(tmp):
+  return leopard_kshot.Config(
+      output_dir=tmp, bert_model=FLAGS.bert_model, meta_train_dir=FLAGS.data,
+      meta_tasks=4 * (FLAGS.steps + 2), meta_max_seq_length=FLAGS.max_seq_length,
+      max_examples_per_source=FLAGS.max_examples_per_source, smlmt_data=FLAGS.smlmt_data)
 
 
 def measure_one(precision, method, min_layer=0, num_batches=8):
   with tempfile.TemporaryDirectory() as tmp:
-    config = leopard_kshot.Config(
-        output_dir=tmp, bert_model=FLAGS.bert_model, meta_train_dir=FLAGS.data,
-        meta_tasks=4 * (FLAGS.steps + 2), meta_max_seq_length=FLAGS.max_seq_length,
-        max_examples_per_source=FLAGS.max_examples_per_source)
-    job = meta_stage.job(config, method)
+    job = meta_stage.job(_config(tmp), method)
     meta = job.meta
     if min_layer:
       meta = dataclasses.replace(meta, algorithm=dataclasses.replace(
@@ -107,11 +113,23 @@ def measure(precision):
     for m in layers:
       for b in batches:
         key = name + (f"_min_layer{m}" if m else "") + (f"_batches{b}" if b != 8 else "")
-        out.update({f"{key}_{k}": v for k, v in measure_one(precision, method, m, b).items()})
+        result = measure_one(precision, method, m, b)
+        print(f"{precision} {key}: {result['tasks_per_hour']:.0f} tasks/hour, "
+              f"{result['fraction_of_matmul_peak']:.2f} of matmul peak", file=sys.stderr,
+              flush=True)
+        out.update({f"{key}_{k}": v for k, v in result.items()})
   return out
 
 
 def main(_):
+  methods.check(methods.LEOPARD, FLAGS.methods)
+  for name in FLAGS.methods:  # every method's sources, before the first measurement
+    if not methods.LEOPARD[name].meta_algorithm:
+      raise app.UsageError(f"--methods: {name} has no meta-training")
+    try:
+      meta_stage.sources(_config(None), methods.LEOPARD[name].meta_algorithm)
+    except ConfigError as e:
+      raise app.UsageError(f"--{e.field} {e.message}" if e.field else str(e)) from None
   bench_common.run(measure, ["bert_model", "max_seq_length", "data", "methods", "steps",
                              "max_examples_per_source", "min_layer_with_grad", "num_batches"])
 

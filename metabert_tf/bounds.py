@@ -119,7 +119,7 @@ RULES = {
     "corruption_layers": Items(COUNT),
     "num_classes": Items(Number(2, integer=True)),
     **dict.fromkeys(["label_list", "tasks", "test_domains", "held_out", "methods", "precisions",
-                     "algorithms", "smlmt_data", "sources"], Items()),
+                     "algorithms", "smlmt_data", "sources", "meta_tasks_by_method"], Items()),
 }
 # data_prep.kshot's --k is a list of K values; run_finetune.py's --k one K (and the like).
 LIST_RULES = {"k": Items(COUNT),

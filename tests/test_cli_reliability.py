@@ -154,3 +154,23 @@ def test_a_repeated_flag_is_recorded_one_line_per_value(tmp_path):
   values.data = ["b,c.tsv", "a.tsv"]  # other sources, or another order: another task stream
   with pytest.raises(flags.ValidationError, match="other settings .data"):
     cli.write_hyparams(str(tmp_path), resuming=True, flag_values=values)
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned(tmp_path, monkeypatch):
+  import tf_keras
+  from metabert_tf import runtime
+  warnings = []
+  monkeypatch.setattr(runtime.logging, "warning", lambda msg, *a: warnings.append(msg % a))
+  avx2 = tmp_path / "avx2"
+  avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx avx2 fma\n")
+  zen4 = tmp_path / "zen4"
+  zen4.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+  try:
+    runtime.set_precision("bf16", flags_path=str(zen4))
+    runtime.set_precision("fp32", flags_path=str(avx2))
+    assert not warnings
+    runtime.set_precision("bf16", flags_path=str(avx2))
+    assert len(warnings) == 1 and "use --precision fp32" in warnings[0]
+    assert tf_keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+  finally:
+    runtime.set_precision("fp32")

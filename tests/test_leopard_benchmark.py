@@ -131,3 +131,67 @@ def test_methods_on_the_same_sources_read_them_once(tmp_path, tiny_google_dir, m
     meta_stage.check(config, methods.LEOPARD[name])
   # the six labeled sources once, the SMLMT files once, both together once
   assert reads == ["proto_bert", "smlmt", "hybrid_smlmt"]
+
+
+def test_runs_recorded_elsewhere_are_kept_not_rerun(tmp_path, tiny_google_dir):
+  """A new machine starts from the committed leopard_benchmark.json: its runs count, nothing
+  is re-run, and an invocation of fewer methods or other settings cannot drop or mix them."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  write_leopard_task(tmp_path / "data", "toy", ks=(3,), splits=1)
+  config = _config(tmp_path, tiny_google_dir, "unused",
+                   methods=["fine-tuning", "frozen-prototypes"])
+  grid.run(leopard_kshot, config)
+  first = json.load(open(tmp_path / "out" / "leopard_benchmark.json"))
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  shutil.copy(tmp_path / "out" / "leopard_benchmark.json", elsewhere)
+  moved = dataclasses.replace(config, output_dir=str(elsewhere))
+  table = grid.run(leopard_kshot, moved)
+  assert "| toy | fine-tuning |" in table and "| toy | frozen encoder + nearest" in table
+  assert not list(elsewhere.glob("**/results.json"))  # nothing re-run
+  again = json.load(open(elsewhere / "leopard_benchmark.json"))
+  assert sorted(map(json.dumps, again["runs"])) == sorted(map(json.dumps, first["runs"]))
+  grid.run(leopard_kshot, dataclasses.replace(moved, methods=["frozen-prototypes"]))
+  kept = json.load(open(elsewhere / "leopard_benchmark.json"))
+  assert {r["method"] for r in kept["runs"]} == {"fine-tuning", "frozen-prototypes"}
+  with pytest.raises(ConfigError, match="records runs of other settings .max_seq_length"):
+    grid.run(leopard_kshot, dataclasses.replace(moved, max_seq_length=8))
+  with pytest.raises(ConfigError, match="fine-tuning toy K=3 split 0 was fine-tuned with another"):
+    grid.run(leopard_kshot, dataclasses.replace(moved, epochs=5))
+
+
+def test_a_recorded_meta_learned_run_counts_only_with_its_meta_training(tmp_path, monkeypatch):
+  from metabert_tf.experiments import meta_stage  # pylint: disable=import-outside-toplevel
+  from metabert_tf.experiments import methods  # pylint: disable=import-outside-toplevel
+  config = _config(tmp_path, "unused", "unused")
+  leopard = methods.LEOPARD["leopard"]
+  stage = meta_stage.stage_settings(config, leopard)
+  meta_before = {"leopard": {"meta_run": "a", "stage": stage}}
+  valid = lambda run, before=meta_before: leopard_kshot._still_valid(  # pylint: disable=protected-access
+      config, leopard, run, before)
+  here = {"id": None}
+  monkeypatch.setattr(leopard_kshot, "_meta_run_id", lambda config, method: here["id"])
+  # none finished here: the recorded one, of the same stage settings, counts
+  assert valid({"meta_run": "a"}) and not valid({"meta_run": "b"}) and not valid(None)
+  assert not valid({"meta_run": "a"}, {"leopard": {"meta_run": "a", "stage": {**stage,
+                                                                               "meta_tasks": 9}}})
+  here["id"] = "b"  # one finished here: only its own runs count
+  assert valid({"meta_run": "b"}) and not valid({"meta_run": "a"})
+  assert leopard_kshot._still_valid(config, methods.LEOPARD["fine-tuning"], {}, {})  # pylint: disable=protected-access
+
+
+def test_meta_tasks_by_method_sets_each_budget(tmp_path):
+  from metabert_tf.experiments import meta_stage  # pylint: disable=import-outside-toplevel
+  from metabert_tf.experiments import methods  # pylint: disable=import-outside-toplevel
+  config = _config(tmp_path, "unused", "unused", meta_tasks=7,
+                   meta_tasks_by_method=["leopard:12", "mt-bert:20"])
+  assert meta_stage.num_tasks(config, methods.LEOPARD["leopard"]) == 12
+  assert meta_stage.num_tasks(config, methods.LEOPARD["fomaml"]) == 7
+  assert meta_stage.stage_settings(config, methods.LEOPARD["mt-bert"])["meta_tasks"] == 20
+  for bad in (["leopard:0"], ["leopard"], ["leopard:3", "leopard:4"], ["leopard:x"]):
+    with pytest.raises(ConfigError) as raised:
+      meta_stage.parse_tasks_by_method(bad)
+    assert raised.value.field == "meta_tasks_by_method"
+  with pytest.raises(ConfigError, match="frozen-lr") as raised:
+    leopard_kshot.check(dataclasses.replace(config, meta_tasks_by_method=["frozen-lr:4"]))
+  assert raised.value.field == "meta_tasks_by_method"

@@ -56,7 +56,7 @@ def fingerprint(protocol, config):
   return {"protocol": protocol.NAME, "config": dataclasses.asdict(config)}
 
 
-def _same(old, new):
+def same_setting(old, new):
   """Equal settings, or the same existing path spelt two ways (relative / absolute)."""
   if old == new:
     return True
@@ -86,7 +86,7 @@ def start(protocol, config):
                         "give another --output_dir")
     changed = sorted(name for name in set(old["config"]) | set(new["config"])
                      if name not in free
-                     and not _same(old["config"].get(name), new["config"].get(name)))
+                     and not same_setting(old["config"].get(name), new["config"].get(name)))
     if changed:
       raise ConfigError(
           f"{out} holds a run with other settings ({', '.join(changed)}: "

@@ -15,6 +15,7 @@ results.md, results.png} and output_dir/leopard_benchmark.json (every run, and e
 meta-learner's CPU time), the latter after every cell.
 """
 import dataclasses
+import hashlib
 import json
 import os
 from typing import List, Optional
@@ -80,7 +81,11 @@ class Config:
                                 "(the labeled task sources).")
   smlmt_data: List[str] = setting([], "SMLMT task files (data_prep.smlmt) for smlmt and "
                                   "hybrid-smlmt.")
-  meta_tasks: int = setting(400, "Meta-training tasks of every meta-learned method.")
+  meta_tasks: int = setting(400, "Meta-training tasks of every meta-learned method (unless "
+                            "meta_tasks_by_method names it).")
+  meta_tasks_by_method: List[str] = setting(
+      [], "method:tasks entries: that method's meta-training tasks (e.g. an equal CPU budget: "
+      "tasks in proportion to each method's measured tasks/hour).")
   meta_seed: int = setting(0, "Meta-training seed.")
   meta_learning_rate: float = setting(2e-5, "Peak outer AdamW rate (LEOPARD family, "
                                       "Proto-BERT, MT-BERT).")
@@ -106,6 +111,9 @@ def check(config):
   """The methods, every split file, the per-K settings, the meta-training sources and the
   recipe of every finished run, before hours of runs."""
   chosen = methods_lib.check(methods_lib.LEOPARD, config.methods)
+  budgeted = list(meta_stage.parse_tasks_by_method(config.meta_tasks_by_method))
+  methods_lib.check({n: m for n, m in methods_lib.LEOPARD.items() if m.meta_algorithm},
+                    budgeted, field="meta_tasks_by_method")
   for task in config.tasks:
     for k in config.ks:
       for split in range(config.splits):
@@ -120,13 +128,20 @@ def check(config):
                                 "leopard_per_k_config")
     if method.meta_algorithm:
       meta_stage.check(config, method)
+    prior, _ = recorded(config)
     for task in config.tasks:
       for k in config.ks:
         for split in range(config.splits):
+          if method.frozen:
+            continue
           run_dir = _run_dir(config, method.name, task, k, split)
-          if not method.frozen and os.path.exists(os.path.join(run_dir, "results.json")):
-            files = datasets.leopard_files(config.data_dir, task, k, split)
-            _check_recipe(run_dir, _job(config, method, run_dir, *files, k))
+          job = _job(config, method, run_dir, *datasets.leopard_files(config.data_dir, task, k,
+                                                                       split), k)
+          if os.path.exists(os.path.join(run_dir, "results.json")):
+            _check_recipe(run_dir, grid.read_results(run_dir).get("train_config", {}), job)
+          elif (method.name, task, k, split) in prior:
+            _check_recipe(f"{RUNS_FILE}: {method.name} {task} K={k} split {split}",
+                          prior[(method.name, task, k, split)].get("recipe", {}), job)
 
 
 def cells(config):
@@ -171,8 +186,12 @@ def run_cell(config, cell):
     meta_stage.run(config, method)
     write_runs(config)
     return
+  prior, meta_before = recorded(config)
   for split in range(config.splits):
     run_dir = _run_dir(config, name, task, k, split)
+    if (not os.path.exists(os.path.join(run_dir, "results.json"))
+        and _still_valid(config, method, prior.get((name, task, k, split)), meta_before)):
+      continue  # finished elsewhere (recorded in leopard_benchmark.json)
     train, evals = datasets.leopard_files(config.data_dir, task, k, split)
 
     def work(run_dir=run_dir, train=train, evals=evals):
@@ -187,59 +206,143 @@ def run_cell(config, cell):
 RECIPE_FIELDS = ("epochs", "batch_size", "learning_rate", "seed")
 
 
-def _check_recipe(run_dir, job):
-  """A finished fine-tuning run is reused only under the recipe that made it. The recipe's
-  settings are free in the grid's fingerprint, so a recipe can be chosen (finetune_rule.py)
-  while the frozen baselines and the meta-trainings, which do not read it, already run."""
-  done = grid.read_results(run_dir).get("train_config", {})
+def _check_recipe(where, done, job):
+  """A finished fine-tuning run (`where`, its train_config `done`) is reused only under the
+  recipe that made it. The recipe's settings are free in the grid's fingerprint, so a recipe
+  can be chosen (finetune_rule.py) while the frozen baselines and the meta-trainings, which do
+  not read it, already run."""
   changed = [f for f in RECIPE_FIELDS if done.get(f) != getattr(job.train, f)]
   if changed:
-    raise ConfigError(f"{run_dir} was fine-tuned with another recipe ("
+    raise ConfigError(f"{where} was fine-tuned with another recipe ("
                       + ", ".join(f"{f} {done.get(f)}, now {getattr(job.train, f)}"
                                   for f in changed)
                       + "): use the settings that made it, or another --output_dir")
 
 
-def write_runs(config):
-  """output_dir/leopard_benchmark.json: every finished run of the grid so far, {"runs":
-  [{method, task, k, split, accuracy, meta_learned, train_seconds, eval_seconds}]}, and each
-  meta-learned method's meta-training (tasks, CPU seconds, seed, its query-loss curve)."""
-  runs, meta = [], {}
+def settings(config):
+  """The grid's settings a run depends on (its fingerprint less the free fields and where it
+  is written)."""
+  free = set(FREE_FIELDS) | set(grid.ALWAYS_FREE) | {"output_dir"}
+  return {n: v for n, v in dataclasses.asdict(config).items() if n not in free}
+
+
+def _meta_run_id(config, method):
+  """Which meta-training a meta-learned method's runs were fine-tuned from (a digest of its
+  results.json), or None while it is not finished here."""
+  path = os.path.join(meta_stage.run_dir(config, method), "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def recorded(config):
+  """({(method, task, k, split): run}, {method: meta-training}) recorded in
+  output_dir/leopard_benchmark.json, e.g. finished on another machine whose run directories are
+  not here (scripts/leopard_benchmark.sh starts a new output_dir from the committed copy). A file
+  of other settings is refused."""
+  path = os.path.join(config.output_dir, RUNS_FILE)
+  if not os.path.exists(path):
+    return {}, {}
+  with open(path, encoding="utf-8") as f:
+    record = json.load(f)
+  before = record.get("settings")
+  if before is None:
+    raise ConfigError(f"{path} does not say which settings made its runs (an older version "
+                      "wrote it): move it away to start over")
+  changed = sorted(n for n, v in settings(config).items()
+                   if n in before and not grid.same_setting(before[n], v))
+  if changed:
+    raise ConfigError(f"{path} records runs of other settings ({', '.join(changed)}: "
+                      f"{[before[n] for n in changed]}): use those settings, or remove it")
+  runs = {(r["method"], r["task"], r["k"], r["split"]): r for r in record.get("runs", [])}
+  return runs, record.get("meta_training", {})
+
+
+def _still_valid(config, method, run, meta_before):
+  """A recorded run counts: a meta-learned method's only when it was fine-tuned from the
+  meta-training here or, while none has finished here, from a recorded one of this grid's
+  meta-training settings (it is then re-run after the one here)."""
+  if run is None:
+    return False
+  if not method.meta_algorithm:
+    return True
+  here = _meta_run_id(config, method)
+  if here is not None:
+    return run.get("meta_run") == here
+  meta = meta_before.get(method.name, {})
+  return (run.get("meta_run") is not None and meta.get("meta_run") == run.get("meta_run")
+          and meta.get("stage") == meta_stage.stage_settings(config, method))
+
+
+def collect_runs(config):
+  """Every finished run: those of the run directories here, else those recorded in
+  leopard_benchmark.json that are still valid (_still_valid); recorded runs outside this
+  invocation's methods, tasks, K and splits are kept as they are."""
+  prior, meta_before = recorded(config)
+  mine = {(m, t, k, f) for m in config.methods for t in config.tasks for k in config.ks
+          for f in range(config.splits)}
+  runs = [run for key, run in prior.items() if key not in mine]
   for name in config.methods:
     method = methods_lib.LEOPARD[name]
-    if method.meta_algorithm:
-      path = os.path.join(meta_stage.run_dir(config, method), "results.json")
-      if os.path.exists(path):
-        done = grid.read_results(os.path.dirname(path))
-        meta[name] = {"algorithm": method.meta_algorithm, "num_tasks": done.get("num_tasks"),
-                      "seconds": done.get("train_seconds"), "seed": config.meta_seed,
-                      "curve": meta_stage.curve(config, method)}
+    meta_run = _meta_run_id(config, method) if method.meta_algorithm else None
     for task in config.tasks:
       for k in config.ks:
         for split in range(config.splits):
           run_dir = _run_dir(config, name, task, k, split)
           if not os.path.exists(os.path.join(run_dir, "results.json")):
+            run = prior.get((name, task, k, split))
+            if _still_valid(config, method, run, meta_before):
+              runs.append(run)
             continue
           r = grid.read_results(run_dir)
           runs.append({"method": name, "task": task, "k": k, "split": split,
                        "accuracy": r["accuracy"], "meta_learned": bool(method.meta_algorithm),
                        "train_seconds": r.get("train_seconds"),
                        "eval_seconds": r.get("eval_seconds"),
-                       "did_not_learn": evaluation.did_not_learn(r)})
+                       "did_not_learn": evaluation.did_not_learn(r),
+                       "recipe": {f: r.get("train_config", {}).get(f) for f in RECIPE_FIELDS},
+                       "meta_run": meta_run})
+  return runs
+
+
+def write_runs(config):
+  """output_dir/leopard_benchmark.json: every finished run of the grid so far, {"settings",
+  "runs": [{method, task, k, split, accuracy, meta_learned, train_seconds, eval_seconds,
+  did_not_learn, recipe, meta_run}]}, and each meta-learned method's meta-training (tasks, CPU
+  seconds, seed, its query-loss curve). Runs and meta-trainings recorded there before and still
+  valid are kept."""
+  _, before = recorded(config)
+  meta = {name: m for name, m in before.items() if name not in config.methods}
+  for name in config.methods:
+    method = methods_lib.LEOPARD[name]
+    if not method.meta_algorithm:
+      continue
+    if _meta_run_id(config, method) is None:
+      if before.get(name, {}).get("stage") == meta_stage.stage_settings(config, method):
+        meta[name] = before[name]
+      continue
+    done = grid.read_results(meta_stage.run_dir(config, method))
+    meta[name] = {"algorithm": method.meta_algorithm, "num_tasks": done.get("num_tasks"),
+                  "seconds": done.get("train_seconds"), "seed": config.meta_seed,
+                  "meta_run": _meta_run_id(config, method),
+                  "stage": meta_stage.stage_settings(config, method),
+                  "curve": meta_stage.curve(config, method)}
+  runs = collect_runs(config)
   io_utils.atomic_write_json(os.path.join(config.output_dir, RUNS_FILE),
-                             {"runs": runs, "meta_training": meta})
+                             {"settings": settings(config), "runs": runs, "meta_training": meta})
 
 
 def report(config, cells_run):
   accuracies, not_learned = {}, {}
-  for cell in cells_run:
-    name, task, k = cell.key
-    if task is None:
+  wanted = {cell.key for cell in cells_run}
+  for r in collect_runs(config):
+    name, task, k = r["method"], r["task"], r["k"]
+    if (name, task, k) not in wanted:
       continue
     row = (task, config.label if name == "fine-tuning" else methods_lib.LEOPARD[name].label)
-    runs = [grid.read_results(_run_dir(config, name, task, k, f)) for f in range(config.splits)]
-    accuracies.setdefault(row, {})[k] = [r["accuracy"] for r in runs]
-    not_learned[(row, str(k))] = sum(evaluation.did_not_learn(r) for r in runs)
+    accuracies.setdefault(row, {}).setdefault(k, []).append(r["accuracy"])
+    not_learned[(row, str(k))] = not_learned.get((row, str(k)), 0) + bool(r["did_not_learn"])
   by_row = evaluation.mean_std_summary(accuracies)
   for row, by_k in by_row.items():  # the guard: runs whose model did not learn, counted
     for k, stats in by_k.items():

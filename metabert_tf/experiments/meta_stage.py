@@ -57,7 +57,7 @@ def job(config, method):
   defaults = entry.engine_defaults
   meta = engine.MetaConfig(
       episodes=episodes.EpisodeConfig(defaults["num_support"], defaults["num_query"]),
-      num_train_task=config.meta_tasks, num_test_task=0,
+      num_train_task=num_tasks(config, method), num_test_task=0,
       outer_batch_size=defaults["outer_batch_size"], inner_batch_size=defaults["inner_batch_size"],
       inner_update_step=defaults["inner_update_step"],
       inner_update_step_eval=defaults["inner_update_step_eval"], epochs=1, seed=config.meta_seed,
@@ -79,7 +79,7 @@ def check(config, method):
   """Reads the sources and compares the settings with a run already there (a bad source or
   a changed setting fails before any run)."""
   out = run_dir(config, method)
-  _check_settings(config, out, record=False)
+  _check_settings(config, method, record=False)
   if os.path.exists(os.path.join(out, "results.json")):  # a finished stage is not re-read
     return
   key = (tuple(sources(config, method.meta_algorithm)), config.bert_model,
@@ -92,14 +92,41 @@ def check(config, method):
 
 # The protocol's settings a meta-training depends on: free in the grid's fingerprint (baselines
 # run before them do not depend on them), checked per method against its run's stage.json.
-FIELDS = ("meta_train_dir", "smlmt_data", "meta_tasks", "meta_seed", "meta_learning_rate",
-          "meta_max_seq_length", "max_examples_per_source")
+FIELDS = ("meta_train_dir", "smlmt_data", "meta_tasks", "meta_tasks_by_method", "meta_seed",
+          "meta_learning_rate", "meta_max_seq_length", "max_examples_per_source")
 
 
-def _check_settings(config, out, record=True):
-  """Refuses other settings than those of the run already in `out` (its stage.json); with
-  `record`, writes them there."""
-  settings = {name: getattr(config, name) for name in FIELDS + ("bert_model",)}
+def num_tasks(config, method):
+  """The method's meta-training tasks: its entry of meta_tasks_by_method, else meta_tasks."""
+  by_method = parse_tasks_by_method(config.meta_tasks_by_method)
+  return by_method.get(method.name, config.meta_tasks)
+
+
+def parse_tasks_by_method(entries):
+  """{method: tasks} of ["method:tasks", ...]."""
+  out = {}
+  for entry in entries:
+    name, _, count = entry.partition(":")
+    if not count.isdigit() or int(count) < 1 or name in out:
+      raise ConfigError(f"entries must be method:tasks (tasks >= 1, each method once), got "
+                        f"{entry!r}", field="meta_tasks_by_method")
+    out[name] = int(count)
+  return out
+
+
+def stage_settings(config, method):
+  """What `method`'s meta-training depends on: the stage's settings, its own task count."""
+  settings = {name: getattr(config, name) for name in FIELDS + ("bert_model",)
+              if name != "meta_tasks_by_method"}
+  settings["meta_tasks"] = num_tasks(config, method)
+  return settings
+
+
+def _check_settings(config, method, record=True):
+  """Refuses other settings than those of the method's run already there (its stage.json);
+  with `record`, writes them there."""
+  out = run_dir(config, method)
+  settings = stage_settings(config, method)
   path = os.path.join(out, "stage.json")
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
@@ -123,13 +150,13 @@ def curve(config, method):
   with open(path, encoding="utf-8") as f:
     history = json.load(f)
   per_step = algorithms.get(method.meta_algorithm).engine_defaults["outer_batch_size"]
-  return [{"tasks": min(h["step"] * per_step, config.meta_tasks), "query_loss": h["query_loss"],
+  return [{"tasks": min(h["step"] * per_step, num_tasks(config, method)), "query_loss": h["query_loss"],
            "uniform_loss": h.get("uniform_loss")} for h in history]
 
 
 def run(config, method):
   """Meta-trains `method` (or reuses/resumes its run); returns its results."""
   out = run_dir(config, method)
-  _check_settings(config, out)
+  _check_settings(config, method)
   grid.reuse_or_run(out, lambda: meta_job.run_meta_job(job(config, method)))
   return grid.read_results(out)
