@@ -31,6 +31,7 @@ if [ -f "$OUT/leopard_benchmark.json" ]; then
   cp "$OUT/leopard_benchmark.json" docs/measurements/leopard_benchmark.json
   $PY -m metabert_tf.experiments.benchmark_report --runs docs/measurements/leopard_benchmark.json \
       --output docs/measurements/leopard_benchmark.md --plot docs/measurements/leopard_benchmark.png \
+      --per_task_plot docs/measurements/leopard_benchmark_tasks.png \
       --curves_plot docs/measurements/leopard_meta_curves.png > /dev/null
 fi
 exit $status

@@ -111,11 +111,13 @@ def test_benchmark_report_averages_splits_every_task_has(tmp_path):
   assert np.allclose([stats["mean"], stats["std"]], [0.7, 0.1]) and stats["n"] == 2
   assert summary["average"]["leopard"]["4"]["n"] == 1  # split 1 of task a is missing
   assert summary["per_task"]["leopard"]["a"]["4"]["not_learned"] == 1
-  text = benchmark_report.write(record, tmp_path / "t.md", tmp_path / "t.png", tmp_path / "c.png")
+  text = benchmark_report.write(record, tmp_path / "t.md", tmp_path / "t.png", tmp_path / "c.png",
+                                tmp_path / "tasks.png")
   assert "| LEOPARD | 70.0 +- 0.0 (n=1) | +0.0% |" in text
   # the last 10% of 11 steps: the last one; a uniform guess's loss beside it
   assert "| LEOPARD | 8 tasks, 2.00 h | 0.030 (0.700) | 2 | 1 |" in text
-  assert (tmp_path / "t.png").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
+  for plot in ("t.png", "c.png", "tasks.png"):
+    assert (tmp_path / plot).stat().st_size > 0, plot
 
 
 def test_methods_on_the_same_sources_read_them_once(tmp_path, tiny_google_dir, monkeypatch):

@@ -2,7 +2,8 @@
 the leopard protocol after every cell), complete or not:
 
   python -m metabert_tf.experiments.benchmark_report --runs docs/measurements/leopard_benchmark.json \
-      --output docs/leopard_benchmark.md --plot docs/measurements/leopard_benchmark.png \
+      --output docs/measurements/leopard_benchmark.md --plot docs/measurements/leopard_benchmark.png \
+      --per_task_plot docs/measurements/leopard_benchmark_tasks.png \
       --curves_plot docs/measurements/leopard_meta_curves.png
 
 Per task: accuracy mean +- std (population) over its splits. Averaged over tasks: per split, the
@@ -111,13 +112,20 @@ def _final_loss(meta):
   return text + (f" ({np.mean(uniform):.3f})" if len(uniform) == len(tail) else "")
 
 
-def write(record, output=None, plot=None, curves_plot=None):
-  """The markdown (to `output`), the accuracy-vs-K plot and the meta-training curves' plot."""
+def write(record, output=None, plot=None, curves_plot=None, per_task_plot=None):
+  """The markdown (to `output`), the accuracy-vs-K plot (averaged over tasks; per task, one
+  panel each) and the meta-training curves' plot."""
   text, summary = markdown(record)
   if output:
     io_utils.atomic_write_text(output, text)
   if plot and summary["average"]:
     plots.accuracy_by_k({_label(m): by_k for m, by_k in summary["average"].items()}, plot)
+  if per_task_plot and summary["per_task"]:
+    by_task = collections.defaultdict(dict)
+    for method, tasks in summary["per_task"].items():
+      for task, by_k in tasks.items():
+        by_task[task][_label(method)] = by_k
+    plots.accuracy_by_k_per_task(dict(by_task), per_task_plot)
   curves = {_label(m): meta.get("curve") for m, meta in record.get("meta_training", {}).items()}
   if curves_plot and any(curves.values()):
     plots.loss_curves(curves, curves_plot)
@@ -128,8 +136,8 @@ def main(argv):
   del argv
   from absl import flags  # pylint: disable=import-outside-toplevel
   with open(flags.FLAGS.runs, encoding="utf-8") as f:
-    print(write(json.load(f), flags.FLAGS.output, flags.FLAGS.plot, flags.FLAGS.curves_plot),
-          end="")
+    print(write(json.load(f), flags.FLAGS.output, flags.FLAGS.plot, flags.FLAGS.curves_plot,
+                flags.FLAGS.per_task_plot), end="")
 
 
 if __name__ == "__main__":
@@ -137,6 +145,8 @@ if __name__ == "__main__":
   flags.DEFINE_string("runs", None, "A leopard_benchmark.json.")
   flags.DEFINE_string("output", None, "Write the markdown here.")
   flags.DEFINE_string("plot", None, "Write the accuracy-vs-K plot (averaged over tasks) here.")
+  flags.DEFINE_string("per_task_plot", None, "Write the accuracy-vs-K plot of every task (a "
+                      "panel each) here.")
   flags.DEFINE_string("curves_plot", None, "Write the meta-training curves (query loss vs tasks, "
                       "and a uniform guess's) here.")
   flags.mark_flag_as_required("runs")

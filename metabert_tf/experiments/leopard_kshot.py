@@ -368,5 +368,6 @@ def report(config, cells_run):
   with open(os.path.join(config.output_dir, RUNS_FILE), encoding="utf-8") as f:
     benchmark_report.write(json.load(f), os.path.join(config.output_dir, "benchmark.md"),
                            os.path.join(config.output_dir, "benchmark.png"),
-                           os.path.join(config.output_dir, "meta_curves.png"))
+                           os.path.join(config.output_dir, "meta_curves.png"),
+                           os.path.join(config.output_dir, "benchmark_tasks.png"))
   return table
