@@ -16,6 +16,7 @@ dataclasses and defaults; bad input raises metabert_tf.errors exceptions with th
 command-line programs print.
 """
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -49,17 +50,19 @@ RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(training.FinetuneConfig
 FIT_OPTIONS = ("head_init", "leopard_head")
 
 
-def check_settings(settings, known=None, owner=None):
+def check_settings(settings, known=None, owner=None, flag_names=None):
   """Each setting is one `owner` takes (`known`; None: any) and within its command-line flag's
-  bounds (bounds.RULES): else a ConfigError naming it, worded as the CLI's."""
+  bounds (bounds.RULES; `flag_names` maps a setting to its flag where the names differ): else a
+  ConfigError naming it, worded as the CLI's."""
+  flag_names = flag_names or {}
   for name, value in settings.items():
     if known is not None and name not in known:
       raise ConfigError(f"is not a setting of {owner} (its settings: {', '.join(known)})",
                         field=name)
-    rule = bounds.RULES.get(name)
+    rule = bounds.RULES.get(flag_names.get(name, name))
     problem = rule.problem(value) if rule is not None and value is not None else None
     if problem:
-      raise ConfigError(problem, field=name)
+      raise ConfigError(problem, field=name, flag=flag_names.get(name))
 
 
 def to_examples(texts, labels=None, text_pairs=None):
@@ -179,6 +182,7 @@ class FewShotClassifier:
   def _fit(self, examples, output_dir, head_init, leopard_head, recipe):
     job = self._job(output_dir, train=training.FinetuneConfig(**recipe), head_init=head_init,
                     leopard_head=leopard_head)
+    _same_run(output_dir, job, "fit.json", examples=_digest(examples))
     io_utils.remove_leftovers(output_dir)
     backbone = self._load(job)
     label_list = datasets.choose_label_list([examples], job.label_list, backbone.label_list,
@@ -275,12 +279,21 @@ def _data_specs(data, output_dir):
   return path
 
 
-def _same_run(output_dir, job):
-  """Refuses to resume a run of other settings in output_dir (as the CLIs' hyparams.txt)."""
-  path = os.path.join(output_dir, "meta_train.json")
-  settings = json.loads(json.dumps(dataclasses.asdict(job), default=str))
+def _digest(examples):
+  """A digest of in-memory examples (what a run in output_dir was trained on)."""
+  rows = [[e.text_a, e.text_b, e.label, e.domain] for e in examples]
+  return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
+
+
+def _same_run(output_dir, job, record="meta_train.json", **more):
+  """Refuses to resume a run of other settings (the job's and `more`) in output_dir, as the
+  CLIs' hyparams.txt does; records them in output_dir/`record`. A record with no checkpoint
+  beside it (a call that failed before training) is replaced."""
+  path = os.path.join(output_dir, record)
+  settings = json.loads(json.dumps({**dataclasses.asdict(job), **more}, default=str))
   settings.pop("output_dir")
-  if os.path.exists(path):
+  settings.get("train", {}).pop("progress", None)  # how a run reports, not what it computes
+  if os.path.exists(path) and tf.train.latest_checkpoint(os.path.join(output_dir, "ckpt")):
     with open(path, encoding="utf-8") as f:
       old = json.load(f)
     changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
@@ -327,7 +340,7 @@ def _multidomain_job(method, data, output_dir, model, config):
   groups = {"train": RECIPE_FIELDS,
             "mft": tuple(f.name for f in dataclasses.fields(mft_lib.MFTConfig))}
   known = RECIPE_FIELDS + groups["mft"] + ("adversarial_weight", "eval_data")
-  check_settings(config, known, method)
+  check_settings(config, known, method, mft_lib.FLAG_NAMES)
   parts = {name: dataclasses.replace(getattr(defaults, name), **{
       k: v for k, v in config.items() if k in fields}) for name, fields in groups.items()}
   rest = {k: v for k, v in config.items() if k in ("adversarial_weight", "eval_data")}

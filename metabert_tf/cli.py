@@ -160,8 +160,8 @@ def user_errors_exit():
   except (*USER_ERRORS, OSError) as e:
     if isinstance(e, OSError) and e.filename:  # e.g. a directory given where a file is wanted
       message = f"{e.filename}: {e.strerror or e}"
-    elif isinstance(e, ConfigError) and e.field:  # a setting: the flag of the same name
-      message = f"--{e.field} {e.message}"
+    elif isinstance(e, ConfigError) and e.flag:  # a setting: its flag
+      message = f"--{e.flag} {e.message}"
     else:
       message = str(e)
     print(f"error: {message}", file=sys.stderr)

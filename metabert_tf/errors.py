@@ -19,11 +19,13 @@ class DataError(Error, ValueError):
 
 class ConfigError(Error, ValueError):
   """Bad settings or model configuration (config.json, a setting's value). `field`, when given,
-  names the setting (a config dataclass field): entry points show it as its flag, `--field`."""
+  names the setting (a config dataclass field, as Python callers name it); entry points show it
+  as its flag, `--flag` (the field's name unless the flag is named otherwise)."""
 
-  def __init__(self, message, field=None):
+  def __init__(self, message, field=None, flag=None):
     super().__init__(f"{field} {message}" if field else message)
     self.field, self.message = field, message
+    self.flag = flag or field
 
 
 class ModelCacheError(Error, RuntimeError):

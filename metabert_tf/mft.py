@@ -71,21 +71,36 @@ def default_layers(num_layers):
   return sorted({max(1, round(num_layers * i / 3)) for i in (1, 2, 3)})
 
 
+# MFTConfig's fields by the command-line flag that sets each (mft_flags.py).
+FLAG_NAMES = {"variant": "mft_variant", "alpha": "mft_alpha", "num_prototypes": "mft_prototypes",
+              "corruption_weight": "mft_lambda", "corruption_layers": "corruption_layers",
+              "typicality_formula": "mft_typicality",
+              "shared_domain_classifier": "mft_shared_domain_classifier",
+              "layer_mean": "mft_layer_mean", "weight_corruption": "mft_weight_corruption"}
+
+
+def _error(message, field):
+  return ConfigError(message, field=field, flag=FLAG_NAMES.get(field))
+
+
 def check_config(config, num_layers):
+  """A ConfigError naming the MFTConfig field (and its flag) of a bad setting."""
   if config.variant not in VARIANTS:
-    raise ConfigError(f"must be one of {VARIANTS}, got {config.variant!r}", field="mft_variant")
+    raise _error(f"must be one of {VARIANTS}, got {config.variant!r}", "variant")
   if config.layer_mean not in LAYER_MEANS:
-    raise ConfigError(f"layer_mean must be one of {LAYER_MEANS}, got {config.layer_mean!r}")
+    raise _error(f"must be one of {LAYER_MEANS}, got {config.layer_mean!r}", "layer_mean")
   if config.typicality_formula not in typicality.FORMULAS:
-    raise ConfigError(f"must be one of {typicality.FORMULAS}", field="mft_typicality")
+    raise _error(f"must be one of {typicality.FORMULAS}", "typicality_formula")
   if not 0.0 <= config.alpha <= 1.0:
-    raise ConfigError(f"must be in [0, 1], got {config.alpha}", field="mft_alpha")
+    raise _error(f"must be in [0, 1], got {config.alpha}", "alpha")
   if config.num_prototypes < 1:
-    raise ConfigError(f"must be >= 1, got {config.num_prototypes}", field="mft_prototypes")
+    raise _error(f"must be >= 1, got {config.num_prototypes}", "num_prototypes")
+  if config.corruption_weight < 0:
+    raise _error(f"must be >= 0, got {config.corruption_weight}", "corruption_weight")
   bad = [l for l in config.corruption_layers or [] if not 1 <= l <= num_layers]
   if bad:
-    raise ConfigError(f"{bad} are not layers of this {num_layers}-layer "
-                      f"model (1-based: 1..{num_layers})", field="corruption_layers")
+    raise _error(f"{bad} are not layers of this {num_layers}-layer "
+                 f"model (1-based: 1..{num_layers})", "corruption_layers")
 
 
 class MFTObjective(objectives.CrossEntropy):

@@ -68,9 +68,15 @@ def test_fit_starts_from_the_pretrained_weights_each_time_and_resumes_in_output_
   assert tf.train.latest_checkpoint(str(out / "ckpt"))
   np.testing.assert_allclose(kept, first, atol=1e-6)
   # Finished: the same call reads the final checkpoint back instead of training again.
-  resumed = clf.fit(*rows["train"], output_dir=str(out), **RECIPE)
+  resumed = clf.fit(*rows["train"], output_dir=str(out), **{**RECIPE, "progress": True})
   assert resumed.train_results["train_seconds"] < 5
   np.testing.assert_allclose(resumed.predict_proba(rows["eval"][0]), kept, atol=1e-6)
+  # Other examples or another recipe in that output_dir are refused, not silently resumed.
+  texts, labels = rows["train"]
+  with pytest.raises(ConfigError, match=r"holds a run with other settings \(examples\)"):
+    clf.fit(texts, labels[::-1], output_dir=str(out), **RECIPE)
+  with pytest.raises(ConfigError, match=r"other settings \(train\)"):
+    clf.fit(texts, labels, output_dir=str(out), **{**RECIPE, "epochs": 3})
 
 
 def test_bad_input_raises_the_library_errors_with_the_cli_words(tiny_google_dir, tmp_path):
@@ -162,6 +168,34 @@ def test_meta_train_each_kind_of_algorithm_then_fit_from_its_checkpoint(tiny_goo
     meta_train("maml", examples, str(tmp_path / "x"), **model)
   with pytest.raises(DataError, match=r"data:\[0\]: expected data specs, or examples"):
     meta_train("leopard", [{"txt": "a"}], str(tmp_path / "x"), **model)
+
+
+def test_meta_train_the_other_algorithms_and_their_bad_settings(tiny_google_dir, tmp_path):
+  """reptile and the supervised methods through the API (fomaml, leopard and mix: above), and
+  each kind of bad setting raising the library's error under the API's own name."""
+  examples = [{"text": e.text_a, "label": e.label, "domain": e.domain}
+              for e in tiny_models.toy_domain_examples()]
+  model = dict(bert_model=tiny_google_dir, max_seq_length=16, progress=False)
+  domains = tiny_models.write_domain_json(str(tmp_path / "toy.json"))
+  episodes = dict(num_train_task=2, outer_batch_size=2, num_support=4, num_query=2,
+                  inner_update_step=1, epochs=1, num_test_task=0, inner_batch_size=2)
+  checkpoints = [meta_train("reptile", domains, str(tmp_path / "reptile"), **episodes, **model)]
+  for method in ("mft", "mtl", "adv"):
+    checkpoints.append(meta_train(method, examples, str(tmp_path / method), epochs=1,
+                                  batch_size=8, **model))
+  for ckpt in checkpoints:
+    assert FewShotClassifier.from_pretrained(ckpt, max_seq_length=16).labels is not None
+  bad = [("mft", dict(alpha=1.5), "alpha", r"^alpha must be"),
+         ("mft", dict(corruption_weight=-1.0), "corruption_weight", "^corruption_weight must"),
+         ("mft", dict(variant="half"), "variant", "^variant must be one of"),
+         ("reptile", dict(variant="fast"), "variant", "^variant must be one of classic"),
+         ("fomaml", dict(inner_optimizer="rmsprop"), "inner_optimizer", "must be adam or sgd")]
+  for algorithm, setting, field, message in bad:
+    data = examples if algorithm == "mft" else domains
+    with pytest.raises(ConfigError, match=message) as raised:
+      meta_train(algorithm, data, str(tmp_path / "bad"), **episodes if algorithm != "mft" else {},
+                 **setting, **model)
+    assert raised.value.field == field, algorithm
 
 
 def test_the_package_exports_the_api():

@@ -59,8 +59,8 @@ class EpisodeSampler:
     elif config.domain_sampling == "uniform":
       self.domain_probs = np.full(len(sizes), 1.0 / len(sizes))
     else:
-      raise ValueError(f"domain_sampling must be proportional or uniform, got "
-                       f"{config.domain_sampling!r}")
+      raise ConfigError(f"must be proportional or uniform, got {config.domain_sampling!r}",
+                        field="domain_sampling")
 
   def episode(self, index):
     """The `index`-th episode of this sampler's stream."""

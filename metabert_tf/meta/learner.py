@@ -19,6 +19,7 @@ import re
 import tensorflow as tf
 
 from metabert_tf import records
+from metabert_tf.errors import ConfigError
 
 _ON_READ = dict(synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, trainable=False)
@@ -101,7 +102,7 @@ class InnerLoop:
 
   def __init__(self, learner_model, learner_vars, batch_size, optimizer="sgd"):
     if optimizer not in ("adam", "sgd"):
-      raise ValueError(f"inner optimizer must be adam or sgd, got {optimizer!r}")
+      raise ConfigError(f"must be adam or sgd, got {optimizer!r}", field="inner_optimizer")
     self.model = learner_model
     self.vars = learner_vars
     self.batch_size = batch_size

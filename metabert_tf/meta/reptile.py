@@ -13,6 +13,7 @@ import dataclasses
 
 import tf_keras
 
+from metabert_tf.errors import ConfigError
 from metabert_tf.meta import base
 from metabert_tf.meta import sources
 
@@ -32,7 +33,8 @@ class Algorithm(base.PlainInner):
 
   def __init__(self, config):
     if config.variant not in VARIANTS:
-      raise ValueError(f"reptile variant must be one of {VARIANTS}, got {config.variant!r}")
+      raise ConfigError(f"must be one of {', '.join(VARIANTS)}, got {config.variant!r}",
+                        field="variant", flag="reptile_variant")
     super().__init__(config)
 
   def task_step(self, inner, task, meta_vars):
