@@ -44,6 +44,9 @@ flags.DEFINE_list("smlmt_data", [], "SMLMT task files (data_prep.smlmt) for smlm
 flags.DEFINE_list("min_layer_with_grad", ["0"], "LEOPARD family: also time with the inner loop "
                   "adapting only the encoder layers from this one up (keys <method>_min_layer<M>; "
                   "their GFLOP still count the full backward pass).")
+flags.DEFINE_bool("train_word_embeddings", True, "LEOPARD family: adapt the embeddings in the "
+                  "inner loop (--notrain_word_embeddings: keys <method>_frozen_embeddings; with "
+                  "--min_layer_with_grad the inner backward then stops at that layer).")
 flags.DEFINE_list("num_batches", ["8"], "LEOPARD family: also time with the 80 support examples "
                   "in this many batches (the first generates the class rows, each other one is an "
                   "inner step; keys <method>_batches<B>): fewer, larger inner steps.")
@@ -73,6 +76,9 @@ def measure_one(precision, method, min_layer=0, num_batches=8):
     if min_layer:
       meta = dataclasses.replace(meta, algorithm=dataclasses.replace(
           meta.algorithm, min_layer_with_grad=min_layer))
+    if not FLAGS.train_word_embeddings and method.meta_algorithm in algorithms.LEOPARD_FAMILY:
+      meta = dataclasses.replace(meta, algorithm=dataclasses.replace(
+          meta.algorithm, train_word_embeddings=False))
     if num_batches != 8:
       meta = dataclasses.replace(meta, inner_batch_size=meta.episodes.num_support // num_batches)
     job = meta_job.MetaJob(**{**job.__dict__, "precision": precision, "meta": meta})
@@ -112,7 +118,8 @@ def measure(precision):
     batches = [int(b) for b in FLAGS.num_batches] if family else [8]
     for m in layers:
       for b in batches:
-        key = name + (f"_min_layer{m}" if m else "") + (f"_batches{b}" if b != 8 else "")
+        key = (name + (f"_min_layer{m}" if m else "") + (f"_batches{b}" if b != 8 else "")
+               + ("" if FLAGS.train_word_embeddings or not family else "_frozen_embeddings"))
         result = measure_one(precision, method, m, b)
         print(f"{precision} {key}: {result['tasks_per_hour']:.0f} tasks/hour, "
               f"{result['fraction_of_matmul_peak']:.2f} of matmul peak", file=sys.stderr,
@@ -131,7 +138,8 @@ def main(_):
     except ConfigError as e:
       raise app.UsageError(f"--{e.field} {e.message}" if e.field else str(e)) from None
   bench_common.run(measure, ["bert_model", "max_seq_length", "data", "methods", "steps",
-                             "max_examples_per_source", "min_layer_with_grad", "num_batches"])
+                             "max_examples_per_source", "min_layer_with_grad", "num_batches",
+                             "train_word_embeddings"])
 
 
 if __name__ == "__main__":
