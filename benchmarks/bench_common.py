@@ -9,6 +9,7 @@ import metabert_tf  # noqa: F401,E402  (first: it keeps TF's C++ log lines quiet
 import tensorflow as tf
 
 from metabert_tf import io_utils
+from metabert_tf import runtime
 
 
 def define_flags(data_help):
@@ -75,6 +76,21 @@ def work_report(ex_per_s, gflop_per_example, peak):
           "fraction_of_matmul_peak": achieved / peak}
 
 
+def machine():
+  """What the numbers were measured on: the CPU (model, cores, its bf16 / AVX-512 / AMX
+  instructions, which decide what bf16 costs) and TensorFlow."""
+  model = ""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+  except OSError:
+    pass
+  features = sorted(f for f in runtime.cpu_flags()
+                    if f.startswith(("avx512f", "avx512_bf16", "amx")) or f == "avx2")
+  return {"cpu_count": os.cpu_count(), "processor": model or platform.processor()
+          or platform.machine(), "cpu_features": features, "tensorflow": tf.__version__}
+
+
 def _mean_std(runs):
   """[{name: value}] -> {name: {mean, std, runs}} (population std), for numeric names."""
   return {name: {"mean": float(np.mean([r[name] for r in runs])),
@@ -87,8 +103,7 @@ def run(measure, config_flags):
   report (mean +- std over the repeats)."""
   values = flags.FLAGS
   report = {"config": {name: values[name].value for name in config_flags + ["repeats"]},
-            "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or
-                        platform.machine(), "tensorflow": tf.__version__}}
+            "machine": machine()}
   for precision in values.precisions:
     report[precision] = _mean_std([measure(precision) for _ in range(values.repeats)])
     print(precision, ", ".join(f"{name} {v['mean']:.2f} +- {v['std']:.2f}"
