@@ -15,7 +15,7 @@ from metabert_tf.experiments import leopard_kshot
 from tests.test_harness import write_leopard_task
 
 # One of each way to meet a new task (MT-BERT's, plain fine-tuning, is fine-tuning's).
-METHODS = ["fine-tuning", "proto-bert", "fomaml", "leopard"]
+METHODS = ["fine-tuning", "proto-bert", "proto-bert-ft", "fomaml", "leopard"]
 
 
 def _config(tmp_path, model_dir, meta_train_dir, **overrides):
@@ -53,6 +53,12 @@ def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_
   assert proto["method"] == "frozen-euclidean"
   fomaml = json.load(open(out / "fomaml/toy_k3_s0/results.json"))
   assert fomaml["head_init"] == "prototypes"
+  # Proto-BERT fine-tuned: Proto-BERT's meta-training (not one of its own), a prototype start
+  tuned = json.load(open(out / "proto-bert-ft/toy_k3_s0/results.json"))
+  assert tuned["head_init"] == "prototypes" and tuned["bert_model"].endswith("meta/proto-bert")
+  assert not (out / "meta" / "proto-bert-ft").exists()
+  assert (record["meta_training"]["proto-bert-ft"]["meta_run"]
+          == record["meta_training"]["proto-bert"]["meta_run"])
   leopard = json.load(open(out / "leopard/toy_k3_s0/results.json"))
   # the LEOPARD recipe of the per-K table: [1, 1] per class x N = 2
   assert (leopard["train_config"]["epochs"], leopard["train_config"]["batch_size"]) == (2, 2)

@@ -48,7 +48,7 @@ def sources(config, algorithm):
 
 
 def run_dir(config, method):
-  return os.path.join(config.output_dir, "meta", method.name)
+  return os.path.join(config.output_dir, "meta", method.stage_name)
 
 
 def job(config, method):
@@ -99,7 +99,7 @@ FIELDS = ("meta_train_dir", "smlmt_data", "meta_tasks", "meta_tasks_by_method", 
 def num_tasks(config, method):
   """The method's meta-training tasks: its entry of meta_tasks_by_method, else meta_tasks."""
   by_method = parse_tasks_by_method(config.meta_tasks_by_method)
-  return by_method.get(method.name, config.meta_tasks)
+  return by_method.get(method.stage_name, config.meta_tasks)
 
 
 def parse_tasks_by_method(entries):
@@ -150,7 +150,8 @@ def curve(config, method):
   with open(path, encoding="utf-8") as f:
     history = json.load(f)
   per_step = algorithms.get(method.meta_algorithm).engine_defaults["outer_batch_size"]
-  return [{"tasks": min(h["step"] * per_step, num_tasks(config, method)), "query_loss": h["query_loss"],
+  return [{"tasks": min(h["step"] * per_step, num_tasks(config, method)),
+           "query_loss": h["query_loss"],
            "uniform_loss": h.get("uniform_loss")} for h in history]
 
 

@@ -22,11 +22,18 @@ class Method:
   scored_by_stage: bool = False          # evaluated as the stage trained it, no fine-tuning
   head_init: str = "random"              # fine-tuning's dense head start (or "prototypes")
   frozen: Optional[str] = None           # no fine-tuning: frozen.py's classifier on features
+  meta_of: Optional[str] = None          # the method whose meta-training it starts from (its own)
   note: str = ""                         # what the table should say of it
 
   @property
   def has_stage(self):
     return bool(self.meta_algorithm or self.multidomain)
+
+  @property
+  def stage_name(self):
+    """Whose meta-training this method's is (methods that meet a new task in two ways share
+    one)."""
+    return self.meta_of or self.name
 
 
 def _registry(*methods):
@@ -42,6 +49,9 @@ LEOPARD = _registry(
     # Meta-learned on the task sources (meta_stage.py), then met the new task as stated.
     Method("proto-bert", "Proto-BERT", meta_algorithm="proto_bert", frozen="euclidean",
            note="nearest class mean (Euclidean) of the meta-trained encoder, no fine-tuning"),
+    Method("proto-bert-ft", "Proto-BERT, fine-tuned", meta_algorithm="proto_bert",
+           meta_of="proto-bert", head_init="prototypes",
+           note="Proto-BERT's encoder fine-tuned from its prototype head (an ablation)"),
     Method("mt-bert", "MT-BERT", meta_algorithm="mt_bert",
            note="multi-task encoder, fine-tuned with a new head"),
     Method("fomaml", "FOMAML (ProtoMAML head)", meta_algorithm="proto_fomaml",
