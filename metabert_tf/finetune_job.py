@@ -205,6 +205,7 @@ def run_job(job: FinetuneJob, strategy=None):
              "train_file": job.train_path,
              "eval_file": job.eval_path, "precision": job.precision,
              "train_config": dataclasses.asdict(job.train), "head_init": job.head_init,
+             "leopard_head": built.recipe is not None,  # generated head, learned rates
              "head": "random" if zero_shot and not restores_head(backbone, label_list)
                      and not built.recipe else "trained"}
   if not zero_shot:

@@ -15,7 +15,8 @@ from metabert_tf.experiments import leopard_kshot
 from tests.test_harness import write_leopard_task
 
 # One of each way to meet a new task (MT-BERT's, plain fine-tuning, is fine-tuning's).
-METHODS = ["fine-tuning", "proto-bert", "proto-bert-ft", "fomaml", "leopard"]
+METHODS = ["fine-tuning", "proto-bert", "proto-bert-ft", "fomaml", "leopard",
+           "leopard-encoder-ft"]
 
 
 def _config(tmp_path, model_dir, meta_train_dir, **overrides):
@@ -59,6 +60,9 @@ def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_
   assert not (out / "meta" / "proto-bert-ft").exists()
   assert (record["meta_training"]["proto-bert-ft"]["meta_run"]
           == record["meta_training"]["proto-bert"]["meta_run"])
+  plain = json.load(open(out / "leopard-encoder-ft/toy_k3_s0/results.json"))
+  assert plain["head_init"] == "prototypes" and not plain["leopard_head"]
+  assert plain["train_config"]["epochs"] == 1  # plain fine-tuning's recipe: 2 steps of 2 of 6
   leopard = json.load(open(out / "leopard/toy_k3_s0/results.json"))
   # the LEOPARD recipe of the per-K table: [1, 1] per class x N = 2
   assert (leopard["train_config"]["epochs"], leopard["train_config"]["batch_size"]) == (2, 2)

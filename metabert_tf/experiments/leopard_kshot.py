@@ -102,7 +102,7 @@ class Config:
 
 def _per_k_method(method):
   """The entry of leopard_per_k_config a LEOPARD-family method is fine-tuned by (else None)."""
-  if method.meta_algorithm not in algorithms.LEOPARD_FAMILY:
+  if method.meta_algorithm not in algorithms.LEOPARD_FAMILY or not method.leopard_head:
     return None
   return "hybrid_smlmt" if method.meta_algorithm == "smlmt" else method.meta_algorithm
 
@@ -175,7 +175,8 @@ def _job(config, method, run_dir, train, evals, k):
                                                      if _per_k_method(method) else 1.0))
   head_init = config.head_init if method.name == "fine-tuning" else method.head_init
   return finetune_job.FinetuneJob(
-      output_dir=run_dir, train_path=train, eval_path=evals, leopard_head=config.leopard_head,
+      output_dir=run_dir, train_path=train, eval_path=evals,
+      leopard_head=config.leopard_head and method.leopard_head,
       head_init=head_init, train=recipe.config(datasets.read(train), config.seed, k), **model)
 
 

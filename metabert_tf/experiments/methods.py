@@ -23,6 +23,7 @@ class Method:
   head_init: str = "random"              # fine-tuning's dense head start (or "prototypes")
   frozen: Optional[str] = None           # no fine-tuning: frozen.py's classifier on features
   meta_of: Optional[str] = None          # the method whose meta-training it starts from (its own)
+  leopard_head: bool = True              # a LEOPARD-family start: its generated head and rates
   note: str = ""                         # what the table should say of it
 
   @property
@@ -60,6 +61,9 @@ LEOPARD = _registry(
            head_init="prototypes", note="per-task prototype head; fine-tuned from it"),
     Method("leopard", "LEOPARD", meta_algorithm="leopard",
            note="generated head, SGD at the learned rates"),
+    Method("leopard-encoder-ft", "LEOPARD's encoder, fine-tuned", meta_algorithm="leopard",
+           meta_of="leopard", head_init="prototypes", leopard_head=False,
+           note="LEOPARD's encoder fine-tuned plainly (AdamW) from a prototype head (an ablation)"),
     Method("smlmt", "SMLMT", meta_algorithm="smlmt", note="generated head, learned rates"),
     Method("hybrid-smlmt", "Hybrid-SMLMT", meta_algorithm="hybrid_smlmt",
            note="generated head, learned rates"),
