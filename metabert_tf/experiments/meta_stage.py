@@ -61,7 +61,7 @@ def job(config, method):
       outer_batch_size=defaults["outer_batch_size"], inner_batch_size=defaults["inner_batch_size"],
       inner_update_step=defaults["inner_update_step"],
       inner_update_step_eval=defaults["inner_update_step_eval"], epochs=1, seed=config.meta_seed,
-      progress=False, algorithm=algorithms.make_config(
+      progress=True, algorithm=algorithms.make_config(
           algorithm, learning_rate=config.meta_learning_rate,
           max_examples_per_source=config.max_examples_per_source))
   return meta_job.MetaJob(output_dir=run_dir(config, method), data=sources(config, algorithm),
