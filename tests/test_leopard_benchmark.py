@@ -207,3 +207,11 @@ def test_meta_tasks_by_method_sets_each_budget(tmp_path):
   with pytest.raises(ConfigError, match="frozen-lr") as raised:
     leopard_kshot.check(dataclasses.replace(config, meta_tasks_by_method=["frozen-lr:4"]))
   assert raised.value.field == "meta_tasks_by_method"
+
+
+def test_progress_lines_name_the_method_once_there_are_several(tmp_path):
+  config = _config(tmp_path, "unused", "unused", methods=["fine-tuning", "proto-bert"])
+  names = [c.name for c in leopard_kshot.cells(config)]
+  assert names == ["fine-tuning: toy, K=3", "proto-bert: meta-training", "proto-bert: toy, K=3"]
+  alone = dataclasses.replace(config, methods=["fine-tuning"])
+  assert [c.name for c in leopard_kshot.cells(alone)] == ["toy, K=3"]

@@ -149,8 +149,10 @@ def cells(config):
   for m in config.methods:
     if methods_lib.LEOPARD[m].meta_algorithm:
       out.append(grid.Cell(f"{m}: meta-training", (m, None, None)))
-    out += [grid.Cell(f"{task}, K={k}" if m == "fine-tuning" else f"{m}: {task}, K={k}",
-                      (m, task, k)) for task in config.tasks for k in config.ks]
+    # the method is named once there are several (the default is plain fine-tuning alone)
+    prefix = f"{m}: " if len(config.methods) > 1 else ""
+    out += [grid.Cell(f"{prefix}{task}, K={k}", (m, task, k))
+            for task in config.tasks for k in config.ks]
   return out
 
 
