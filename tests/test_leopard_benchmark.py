@@ -4,6 +4,8 @@ its method says; every run lands in leopard_benchmark.json, and a second run reu
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from metabert_tf.errors import DataError
 from metabert_tf.experiments import grid
 from metabert_tf.experiments import leopard_kshot
 from tests.test_harness import write_leopard_task
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # One of each way to meet a new task (MT-BERT's, plain fine-tuning, is fine-tuning's).
 METHODS = ["fine-tuning", "proto-bert", "proto-bert-ft", "fomaml", "leopard",
@@ -128,6 +132,12 @@ def test_benchmark_report_averages_splits_every_task_has(tmp_path):
   assert "| LEOPARD | 8 tasks, 2.00 h | 0.030 (0.700) | 2 | 1 |" in text
   for plot in ("t.png", "c.png", "tasks.png"):
     assert (tmp_path / plot).stat().st_size > 0, plot
+  # the documented command prints the same table, and no warning of a module loaded twice
+  (tmp_path / "runs.json").write_text(json.dumps(record))
+  proc = subprocess.run([sys.executable, "-m", "metabert_tf.experiments.benchmark_report",
+                         "--runs", str(tmp_path / "runs.json")], capture_output=True, text=True,
+                        check=True, cwd=REPO)
+  assert proc.stdout == text and "RuntimeWarning" not in proc.stderr, proc.stderr
 
 
 def test_methods_on_the_same_sources_read_them_once(tmp_path, tiny_google_dir, monkeypatch):

@@ -27,7 +27,6 @@ from metabert_tf import frozen
 from metabert_tf import io_utils
 from metabert_tf import runtime
 from metabert_tf.errors import ConfigError
-from metabert_tf.experiments import benchmark_report
 from metabert_tf.experiments import grid
 from metabert_tf.experiments import meta_stage
 from metabert_tf.experiments import methods as methods_lib
@@ -368,6 +367,9 @@ def report(config, cells_run):
   plots.accuracy_by_k({f"{task}, {label}": by_k for (task, label), by_k in by_row.items()},
                       os.path.join(config.output_dir, "results.png"))
   write_runs(config)  # and its averages over tasks, with each method's cost
+  # imported here, not with the package: `python -m metabert_tf.experiments.benchmark_report`
+  # then loads the module once, as __main__ (runpy warns otherwise)
+  from metabert_tf.experiments import benchmark_report  # pylint: disable=import-outside-toplevel
   with open(os.path.join(config.output_dir, RUNS_FILE), encoding="utf-8") as f:
     benchmark_report.write(json.load(f), os.path.join(config.output_dir, "benchmark.md"),
                            os.path.join(config.output_dir, "benchmark.png"),
