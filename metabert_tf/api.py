@@ -194,6 +194,25 @@ class FewShotClassifier:
     self._built = built
     return self
 
+  def fit_prototypes(self, texts, labels, text_pairs=None):
+    """Proto-BERT's way to meet a task: no training, the classifier is the nearest class mean
+    (Euclidean) of the encoder's sentence features, as a dense head W_c = 2 mu_c,
+    b_c = -|mu_c|^2 (logits_c = -|x - mu_c|^2 + |x|^2). For an encoder meta-trained with
+    `meta_train("proto_bert", ...)`; any encoder works. Returns self."""
+    examples = to_examples(texts, labels, text_pairs)
+    job = self._job("", dropout=False, leopard_head=False, head_init="prototypes")
+    backbone = self._load(job)
+    label_list = datasets.choose_label_list([examples], job.label_list, backbone.label_list,
+                                            source="labels")
+    built = finetune_job.build_model(job, self._strategy, backbone, label_list, train=False)
+    features = records.encode(examples, self._input_encoder, label_list, source="labels")
+    datasets.require_two_labels(features["label_ids"], label_list, "labels")
+    finetune_job.init_head_from_prototypes(built.model, features, len(label_list),
+                                           job.eval_batch_size)
+    self.train_results = {"num_train_examples": len(examples), "train_steps": 0}
+    self._built = built
+    return self
+
   def _trained(self):
     if self._built is None:
       self._load_trained()

@@ -203,3 +203,18 @@ def test_the_package_exports_the_api():
   assert set(metabert_tf.__all__) >= {"FewShotClassifier", "meta_train"}
   with pytest.raises(AttributeError):
     metabert_tf.no_such_name  # noqa: B018
+
+
+def test_fit_prototypes_classifies_by_the_nearest_class_mean_without_training(tiny_google_dir,
+                                                                            tmp_path):
+  _, rows = _toy(tmp_path)
+  texts = rows["train"][0][:4]  # one example per class: its own mean, at distance 0
+  labels = ["a", "b", "c", "d"]
+  clf = FewShotClassifier.from_pretrained(tiny_google_dir, max_seq_length=16)
+  assert clf.fit_prototypes(texts, labels) is clf
+  assert clf.train_results["train_steps"] == 0
+  assert clf.predict(texts) == labels
+  again = FewShotClassifier.from_pretrained(clf.save(str(tmp_path / "saved")), max_seq_length=16)
+  np.testing.assert_array_equal(again.predict_proba(texts), clf.predict_proba(texts))
+  with pytest.raises(DataError, match="labels"):
+    clf.fit_prototypes(texts, ["a"] * 4)
