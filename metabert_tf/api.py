@@ -184,11 +184,7 @@ class FewShotClassifier:
                     leopard_head=leopard_head)
     _same_run(output_dir, job, "fit.json", examples=_digest(examples))
     io_utils.remove_leftovers(output_dir)
-    backbone = self._load(job)
-    label_list = datasets.choose_label_list([examples], job.label_list, backbone.label_list,
-                                            source="labels")
-    built = finetune_job.build_model(job, self._strategy, backbone, label_list)
-    features = records.encode(examples, self._input_encoder, label_list, source="labels")
+    backbone, built, features = self._new_classifier(job, examples)
     self.train_results = finetune_job.fit(job, built, features, "labels", self._strategy,
                                           backbone)
     self._built = built
@@ -201,17 +197,22 @@ class FewShotClassifier:
     `meta_train("proto_bert", ...)`; any encoder works. Returns self."""
     examples = to_examples(texts, labels, text_pairs)
     job = self._job("", dropout=False, leopard_head=False, head_init="prototypes")
-    backbone = self._load(job)
-    label_list = datasets.choose_label_list([examples], job.label_list, backbone.label_list,
-                                            source="labels")
-    built = finetune_job.build_model(job, self._strategy, backbone, label_list, train=False)
-    features = records.encode(examples, self._input_encoder, label_list, source="labels")
-    datasets.require_two_labels(features["label_ids"], label_list, "labels")
-    finetune_job.init_head_from_prototypes(built.model, features, len(label_list),
+    _, built, features = self._new_classifier(job, examples, train=False)
+    datasets.require_two_labels(features["label_ids"], built.label_list, "labels")
+    finetune_job.init_head_from_prototypes(built.model, features, len(built.label_list),
                                            job.eval_batch_size)
     self.train_results = {"num_train_examples": len(examples), "train_steps": 0}
     self._built = built
     return self
+
+  def _new_classifier(self, job, examples, train=True):
+    """The backbone, a classifier of job's kind for the examples' labels, and their features."""
+    backbone = self._load(job)
+    label_list = datasets.choose_label_list([examples], job.label_list, backbone.label_list,
+                                            source="labels")
+    built = finetune_job.build_model(job, self._strategy, backbone, label_list, train=train)
+    features = records.encode(examples, self._input_encoder, label_list, source="labels")
+    return backbone, built, features
 
   def _trained(self):
     if self._built is None:
