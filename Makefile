@@ -22,7 +22,7 @@ model: $(STAMP)
 	$(PY) -m metabert_tf.model_cache
 
 test: setup model
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal tests
 
 demo: setup model
 	DATA_DIR=$(DATA_DIR) bash scripts/demo.sh

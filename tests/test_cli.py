@@ -100,6 +100,7 @@ def test_run_finetune_bad_input_is_one_line_error(tmp_path, toy_task, tiny_googl
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path, tiny_google_dir, toy_task):
   common = [f"--bert_model={tiny_google_dir}", f"--train_file={toy_task['train']}",
             f"--output_dir={tmp_path / 'o'}", "--max_seq_length=16", "--batch_size=8",

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.conftest import REPO_DIR
@@ -41,6 +42,7 @@ def _run(kind, out, toy_task, model):
   return proc.stdout.split()
 
 
+@pytest.mark.slow
 def test_mirrored_two_replicas_matches_one_device(tmp_path, tiny_google_dir, toy_task):
   one = _run("one_device", tmp_path / "one", toy_task, tiny_google_dir)
   two = _run("mirrored", tmp_path / "two", toy_task, tiny_google_dir)
@@ -54,6 +56,7 @@ def test_mirrored_two_replicas_matches_one_device(tmp_path, tiny_google_dir, toy
     np.testing.assert_allclose(a.get_tensor(name), b.get_tensor(name), atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_two_workers_share_an_output_dir_and_only_the_chief_writes(tmp_path, tiny_google_dir,
                                                                     toy_task):
   out = tmp_path / "shared"

@@ -62,6 +62,7 @@ def test_finetune_learns_and_writes_outputs(tmp_path, tiny_google_dir, toy_task,
   assert predict.predict(job.export_dir, rows, progress=False) == preds
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_google_dir, toy_task, monkeypatch):
   config = training.FinetuneConfig(epochs=3, batch_size=8, learning_rate=1e-3,
                                    save_every_steps=2, seed=5, progress=False)
@@ -126,6 +127,7 @@ def test_zero_shot_from_own_checkpoint_keeps_labels(tmp_path, tiny_google_dir, t
   assert not (tmp_path / "new/results.json").exists()
 
 
+@pytest.mark.slow
 def test_minilm_short_sequences_finetune_and_export(tmp_path, minilm_dir, shared_dir):
   """Integration: the real MiniLM on a LEOPARD k-shot split, short sequences."""
   task_dir = shared_dir / "data/leopard/json/sentiment_books"

@@ -20,6 +20,7 @@ def _config(tmp_path, model_dir, shared_dir, **overrides):
       process_per_cell=False), **overrides})
 
 
+@pytest.mark.slow
 def test_rules_are_scored_on_held_out_examples_of_the_sources(tmp_path, tiny_google_dir,
                                                               shared_dir):
   config = _config(tmp_path, tiny_google_dir, shared_dir)

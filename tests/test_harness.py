@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests import tiny_models
 from tests.conftest import REPO_DIR
 
@@ -33,6 +35,7 @@ def run_harness(data_dir, out, model, *extra):
   return subprocess.run(args, cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_harness_runs_each_task_and_k_in_a_child_and_resumes(tmp_path, tiny_google_dir):
   write_leopard_task(tmp_path / "data", "toy", ks=(2, 3), splits=2)
   out = tmp_path / "out"

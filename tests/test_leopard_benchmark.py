@@ -18,9 +18,9 @@ from tests.test_harness import write_leopard_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# One of each way to meet a new task (MT-BERT's, plain fine-tuning, is fine-tuning's).
-METHODS = ["fine-tuning", "proto-bert", "proto-bert-ft", "fomaml", "leopard",
-           "leopard-encoder-ft"]
+# One of each way to meet a new task (MT-BERT's, plain fine-tuning, is fine-tuning's; FOMAML's
+# and Reptile's, fine-tuning from a prototype head, is proto-bert-ft's).
+METHODS = ["fine-tuning", "proto-bert", "proto-bert-ft", "leopard", "leopard-encoder-ft"]
 
 
 def _config(tmp_path, model_dir, meta_train_dir, **overrides):
@@ -34,11 +34,12 @@ def _config(tmp_path, model_dir, meta_train_dir, **overrides):
       **overrides})
 
 
+@pytest.mark.slow
 def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_dir, shared_dir):
   write_leopard_task(tmp_path / "data", "toy", ks=(3,), splits=1)
   config = _config(tmp_path, tiny_google_dir, os.path.join(shared_dir, "data", "meta_train"))
   table = grid.run(leopard_kshot, config)
-  for label in ("Proto-BERT", "FOMAML (ProtoMAML head)", "LEOPARD"):
+  for label in ("Proto-BERT", "Proto-BERT, fine-tuned", "LEOPARD"):
     assert f"| toy | {label} |" in table
   out = tmp_path / "out"
   record = json.load(open(out / "leopard_benchmark.json"))
@@ -56,8 +57,6 @@ def test_meta_learned_methods_train_once_and_are_recorded(tmp_path, tiny_google_
   assert (out / "meta_curves.png").stat().st_size > 0
   proto = json.load(open(out / "proto-bert/toy_k3_s0/results.json"))
   assert proto["method"] == "frozen-euclidean"
-  fomaml = json.load(open(out / "fomaml/toy_k3_s0/results.json"))
-  assert fomaml["head_init"] == "prototypes"
   # Proto-BERT fine-tuned: Proto-BERT's meta-training (not one of its own), a prototype start
   tuned = json.load(open(out / "proto-bert-ft/toy_k3_s0/results.json"))
   assert tuned["head_init"] == "prototypes" and tuned["bert_model"].endswith("meta/proto-bert")
@@ -225,3 +224,11 @@ def test_progress_lines_name_the_method_once_there_are_several(tmp_path):
   assert names == ["fine-tuning: toy, K=3", "proto-bert: meta-training", "proto-bert: toy, K=3"]
   alone = dataclasses.replace(config, methods=["fine-tuning"])
   assert [c.name for c in leopard_kshot.cells(alone)] == ["toy, K=3"]
+  # an ablation that reuses another method's meta-training gets no meta-training cell of its
+  # own, and one alone gets that method's
+  shared = dataclasses.replace(config, methods=["proto-bert", "proto-bert-ft"])
+  assert [c.name for c in leopard_kshot.cells(shared)] == [
+      "proto-bert: meta-training", "proto-bert: toy, K=3", "proto-bert-ft: toy, K=3"]
+  ablation = dataclasses.replace(config, methods=["leopard-encoder-ft"])
+  assert [c.key for c in leopard_kshot.cells(ablation)] == [
+      ("leopard", None, None), ("leopard-encoder-ft", "toy", 3)]

@@ -79,6 +79,7 @@ def test_rows_from_the_first_batch_then_sgd_with_the_learned_rates(leopard_ckpt,
                                  atol=1e-7, err_msg=v.name)
 
 
+@pytest.mark.slow
 def test_run_finetune_from_a_leopard_checkpoint_exports_and_reloads(leopard_ckpt, tmp_path):
   paths = tiny_models.write_toy_task(str(tmp_path / "task"))
   job = finetune_job.FinetuneJob(
@@ -119,6 +120,7 @@ def test_plain_fine_tuning_of_a_leopard_checkpoint_encoder(leopard_ckpt, tmp_pat
   assert not any("generator" in n for n in names)
 
 
+@pytest.mark.slow
 def test_harness_fine_tunes_a_leopard_checkpoint_either_way(leopard_ckpt, tmp_path):
   write_leopard_task(tmp_path / "data", "toy", ks=(2,), splits=1)
   heads = {}

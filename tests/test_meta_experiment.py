@@ -12,28 +12,29 @@ from metabert_tf.experiments import meta_bert
 from tests import tiny_models
 
 
+@pytest.mark.slow
 def test_experiment_runs_every_method_and_setting_and_resumes(tmp_path, tiny_google_dir,
                                                               capsys):
   data = tiny_models.write_domain_json(str(tmp_path / "data.json"))
   out = tmp_path / "exp"
   config = functools.partial(
-      meta_bert.Config, output_dir=str(out), held_out=["b", "c"], seeds=[0], test_size=4,
+      meta_bert.Config, output_dir=str(out), held_out=["c"], seeds=[0], test_size=4,
       shots=4, ks=[2], methods=["bert", "fomaml"], bert_model=tiny_google_dir,
       max_seq_length=16, num_support=4, num_query=2, num_train_task=2, inner_batch_size=2,
       steps=2, batch_size=2, precision="fp32", process_per_cell=False)
   text = grid.run(meta_bert, config(data=data))
   err = capsys.readouterr().err
-  assert "[1/2] held-out b, seed 0" in err and "[2/2] held-out c, seed 0" in err
+  assert "held-out c, seed 0" in err  # one cell (test_harness.py runs several)
   summary = json.load(open(out / "summary.json"))
   assert set(summary) == {"bert", "fomaml", "fomaml - bert"}
   for method in ("bert", "fomaml"):
     assert set(summary[method]) == {"zero", "n4", "k2"}
-    assert all(v["n"] == 2 and 0.0 <= v["mean"] <= 1.0 for v in summary[method].values())
+    assert all(v["n"] == 1 and 0.0 <= v["mean"] <= 1.0 for v in summary[method].values())
   for setting, gain in summary["fomaml - bert"].items():  # paired: same domain, seed, examples
     expected = summary["fomaml"][setting]["mean"] - summary["bert"][setting]["mean"]
     assert abs(gain["mean"] - expected) < 1e-9
   wins = sum(gain > 0 for gain in summary["fomaml - bert"]["k2"]["accuracies"])
-  assert f"({wins}/2 > 0)" in text and text == (out / "results.md").read_text()
+  assert f"({wins}/1 > 0)" in text and text == (out / "results.md").read_text()
   run = out / "c_seed0"
   assert len(json.load(open(run / "test.json"))) == 4 and len(json.load(open(run / "n4.json"))) == 4
   k2 = json.load(open(run / "k2.json"))
@@ -45,7 +46,7 @@ def test_experiment_runs_every_method_and_setting_and_resumes(tmp_path, tiny_goo
   assert json.load(open(run / "bert/zero/results.json"))["head"] == "random"
   # A second run reuses every finished run and reports the same table ...
   finished = list(out.glob("*_seed0/**/results.json"))
-  assert len(finished) == 2 * (1 + 2 * 3)  # per cell: 1 meta-training, 2 methods x 3 settings
+  assert len(finished) == 1 + 2 * 3  # 1 meta-training, 2 methods x 3 settings
   for path in finished:
     os.utime(path, (0, 0))
   # ... with the data spelt as a relative path this time: the same data, the same settings.

@@ -12,7 +12,6 @@ from metabert_tf import finetune_job
 from metabert_tf import predict
 from metabert_tf import training
 from metabert_tf.errors import ConfigError
-from metabert_tf.meta import fomaml
 from metabert_tf.meta import job as meta_job
 from metabert_tf.meta import leopard
 from metabert_tf.meta import reptile
@@ -28,8 +27,10 @@ _LEOPARD = dict(train_lr=0.05, learning_rate=1e-3, label_emb_size=8, warp_layers
                 num_test_task=0)
 
 
-@pytest.mark.parametrize("algorithm,own", [(fomaml, _ADAM_INNER), (reptile, _ADAM_INNER),
-                                           (leopard, _LEOPARD)])
+# FOMAML keeps no state the two do not: an outer optimizer (LEOPARD's) and an inner Adam
+# (Reptile's).
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm,own", [(reptile, _ADAM_INNER), (leopard, _LEOPARD)])
 def test_killed_meta_training_resumes_to_the_same_weights(tmp_path, tiny_google_dir, algorithm,
                                                           own):
   settings = {"epochs": 2, "num_test_task": 1, **own}
@@ -85,6 +86,7 @@ META_FLAGS = ["--num_support=4", "--num_query=2", "--num_train_task=4", "--outer
               "--outer_update_lr=1e-3"]
 
 
+@pytest.mark.slow
 def test_meta_train_cli_then_finetune_zero_shot_and_predict_keep_labels(tmp_path, tiny_google_dir):
   data = tiny_models.write_domain_json(str(tmp_path / "data.json"))
   out = tmp_path / "meta"
@@ -141,6 +143,7 @@ def test_meta_train_cli_errors(tmp_path, tiny_google_dir):
   assert not any((tmp_path / o).exists() for o in ("o", "o2", "o3"))
 
 
+@pytest.mark.slow
 def test_hybrid_smlmt_cli_takes_several_sources_and_its_flags(tmp_path, tiny_google_dir):
   from tests.test_leopard import _sources  # pylint: disable=import-outside-toplevel
   specs = _sources(tmp_path)

@@ -196,6 +196,7 @@ _TWO_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mft_on_two_replicas_matches_one_device(tmp_path, tiny_google_dir):
   data = tiny_models.write_domain_json(str(tmp_path / "data.json"), per_domain=16)
   for kind in ("one_device", "mirrored"):

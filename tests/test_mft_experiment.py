@@ -54,6 +54,7 @@ def _toy_splits(directory):
     json.dump({"seed": 0, "counts": counts}, f)
 
 
+@pytest.mark.slow
 def test_experiment_grid_tables_and_reuse(tmp_path, tiny_google_dir):
   _toy_splits(str(tmp_path / "data"))
   out = tmp_path / "out"

@@ -71,6 +71,7 @@ def test_meta_train_reads_domains_from_tf_records(tmp_path, domain_records, tiny
   assert results["train_domains"] == ["a", "b"] and results["label_list"] == ["negative", "positive"]
 
 
+@pytest.mark.slow
 def test_mft_cli_then_per_domain_fine_tuning(tmp_path, domain_records, tiny_google_dir):
   data, path = domain_records
   # run_meta_train.py --algorithm mft runs run_multidomain.py with the same arguments.

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_DIR
 
 QUICKSTART = REPO_DIR / "examples" / "quickstart.py"
@@ -17,6 +19,7 @@ def test_the_readme_shows_the_quick_start_file():
   assert block and block.group(1) == QUICKSTART.read_text()
 
 
+@pytest.mark.slow
 def test_the_quick_start_runs_and_classifies_its_two_examples(minilm_dir, tmp_path):
   env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
   proc = subprocess.run([sys.executable, str(QUICKSTART)], cwd=tmp_path, env=env,

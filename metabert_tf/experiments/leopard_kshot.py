@@ -144,10 +144,14 @@ def check(config):
 
 
 def cells(config):
-  out = []
+  """A meta-training cell before the first method that needs it (methods that share one, e.g.
+  proto-bert and proto-bert-ft, get one cell), then a cell per (method, task, K)."""
+  out, staged = [], set()
   for m in config.methods:
-    if methods_lib.LEOPARD[m].meta_algorithm:
-      out.append(grid.Cell(f"{m}: meta-training", (m, None, None)))
+    stage = methods_lib.LEOPARD[m].stage_name
+    if methods_lib.LEOPARD[m].meta_algorithm and stage not in staged:
+      staged.add(stage)
+      out.append(grid.Cell(f"{stage}: meta-training", (stage, None, None)))
     # the method is named once there are several (the default is plain fine-tuning alone)
     prefix = f"{m}: " if len(config.methods) > 1 else ""
     out += [grid.Cell(f"{prefix}{task}, K={k}", (m, task, k))
