@@ -107,7 +107,10 @@ _LOG_FILES = []
 
 
 def log_to_file(output_dir, name="log.txt"):
-  """Logs everything to output_dir/name; the console keeps progress bars and warnings only."""
+  """Logs everything to output_dir/name; the console keeps progress bars and warnings only. A
+  log file of an earlier run in this process is closed first: a second run started from
+  Python (a grid in one process, a test) does not write into the first one's log."""
+  stop_logging_to_files()
   handler = py_logging.FileHandler(os.path.join(output_dir, name))
   _LOG_FILES.append(handler)
   handler.setFormatter(py_logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -116,6 +119,14 @@ def log_to_file(output_dir, name="log.txt"):
   logging.get_absl_handler().setLevel(py_logging.WARNING)
   tf.get_logger().setLevel(py_logging.WARNING)  # TF's own INFO lines ("Assets written to ...")
   return handler
+
+
+def stop_logging_to_files():
+  """Detaches and closes the log files of log_to_file."""
+  while _LOG_FILES:
+    handler = _LOG_FILES.pop()
+    logging.get_absl_logger().removeHandler(handler)
+    handler.close()
 
 
 def record_failure(message, exc_info=None):

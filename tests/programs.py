@@ -54,7 +54,8 @@ def defined_flags(program, with_module=False):
 def run(program, *argv):
   """(exit status, stderr) of `program` run with `argv` in this process, as absl's app.run
   would: a flag that does not parse ends it with status 1 and "FATAL Flags parsing error".
-  For error paths that end before the real work (a subprocess costs seconds of imports)."""
+  For error paths, and for runs whose entry point another test already runs as a subprocess
+  (a subprocess costs seconds of imports)."""
   err = io.StringIO()
   with defined_flags(program, with_module=True) as (module, _):
     try:
@@ -70,6 +71,8 @@ def run(program, *argv):
       return (status or 0), err.getvalue()
     finally:
       flags.FLAGS.unparse_flags()
+      from metabert_tf import runtime  # pylint: disable=import-outside-toplevel
+      runtime.stop_logging_to_files()  # the run's log.txt gets no later test's lines
 
 
 def error_line(program, *argv):

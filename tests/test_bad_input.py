@@ -23,7 +23,6 @@ from tests import programs
 from tests import tiny_models
 from tests.conftest import REPO_DIR
 from tests.test_cli_reliability import _one_error_line
-from tests.test_cli_reliability import _run
 
 
 def _jsonl(path, rows):
@@ -140,8 +139,8 @@ def test_a_model_whose_weights_cannot_be_read_leaves_no_output_dir(tmp_path, toy
     f.truncate(os.path.getsize(weights) // 2)
   for program, data in (("run_finetune.py", f"--train_file={toy_task['train']}"),
                         ("run_meta_train.py", f"--data={toy_task['train']}")):
-    line = _one_error_line(_run(program, data, f"--bert_model={directory}",
-                                f"--output_dir={tmp_path / 'o'}", "--max_seq_length=16"))
+    line = programs.error_line(program, data, f"--bert_model={directory}",
+                               f"--output_dir={tmp_path / 'o'}", "--max_seq_length=16")
     assert line.startswith(f"error: {weights}: cannot read the weights"), line
     assert not (tmp_path / "o").exists()
 

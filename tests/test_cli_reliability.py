@@ -116,6 +116,25 @@ def test_a_failure_after_the_start_is_written_to_log_txt(tmp_path, tiny_google_d
   assert line in log and "ERROR" in log
 
 
+def test_a_second_run_in_one_process_logs_to_its_own_file_only(tmp_path):
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  from metabert_tf import runtime  # pylint: disable=import-outside-toplevel
+  (tmp_path / "a").mkdir()
+  (tmp_path / "b").mkdir()
+  try:
+    runtime.log_to_file(str(tmp_path / "a"))
+    logging.info("first run")
+    runtime.log_to_file(str(tmp_path / "b"))  # e.g. a second grid.run from Python
+    logging.info("second run")
+    runtime.record_failure("second run failed")
+  finally:
+    runtime.stop_logging_to_files()
+  logging.info("after both")
+  first, second = (tmp_path / "a/log.txt").read_text(), (tmp_path / "b/log.txt").read_text()
+  assert "first run" in first and "second run" not in first
+  assert "second run" in second and "second run failed" in second and "after" not in second
+
+
 def test_stdout_carries_results_only(capfd):
   with cli.user_errors_exit():
     print("WARNING: some library chatter")

@@ -37,25 +37,25 @@ def run_harness(data_dir, out, model, *extra):
 
 @pytest.mark.slow
 def test_harness_runs_each_task_and_k_in_a_child_and_resumes(tmp_path, tiny_google_dir):
-  write_leopard_task(tmp_path / "data", "toy", ks=(2, 3), splits=2)
+  write_leopard_task(tmp_path / "data", "toy", ks=(2, 3), splits=1)
   out = tmp_path / "out"
-  proc = run_harness(tmp_path / "data", out, tiny_google_dir, "--ks=2,3", "--splits=2")
+  # two cells, each in a child (the mean and std over splits: the summary test below)
+  proc = run_harness(tmp_path / "data", out, tiny_google_dir, "--ks=2,3", "--splits=1")
   assert proc.returncode == 0, proc.stderr[-3000:]
   # Progress goes to stderr: stdout carries results only.
   assert "[1/2] toy, K=2" in proc.stderr and "[2/2] toy, K=3" in proc.stderr
   summary = json.load(open(out / "summary.json"))
   assert set(summary) == {"toy"} and set(summary["toy"]) == {"2", "3"}
   for k in ("2", "3"):
-    runs = [json.load(open(out / f"toy_k{k}_s{f}" / "results.json"))["accuracy"] for f in (0, 1)]
-    assert summary["toy"][k]["n"] == 2
-    assert abs(summary["toy"][k]["mean"] - sum(runs) / 2) < 1e-9
+    accuracy = json.load(open(out / f"toy_k{k}_s0" / "results.json"))["accuracy"]
+    assert summary["toy"][k]["n"] == 1 and abs(summary["toy"][k]["mean"] - accuracy) < 1e-9
   assert "| toy | fine-tuning |" in (out / "results.md").read_text()
   assert (out / "results.png").stat().st_size > 0
   assert not (out / "toy_k2_s0" / "ckpt").exists()  # dropped unless --keep_checkpoints
   # A second run (in one process this time) reuses every finished run and reports the same table.
   for run in out.glob("toy_k*_s*"):
     os.utime(run / "results.json", (0, 0))
-  again = run_harness(tmp_path / "data", out, tiny_google_dir, "--ks=2,3", "--splits=2",
+  again = run_harness(tmp_path / "data", out, tiny_google_dir, "--ks=2,3", "--splits=1",
                       "--noprocess_per_cell")
   assert again.returncode == 0, again.stderr[-3000:]
   assert json.load(open(out / "summary.json")) == summary
@@ -137,3 +137,12 @@ def test_frozen_splits_of_a_cell_reuse_the_model_and_eval_features(tmp_path, tin
   fresh = frozen.run_job(job(1, "c"))
   assert second["accuracy"] == fresh["accuracy"]
   assert second["predicted_class_counts"] == fresh["predicted_class_counts"]
+
+
+def test_summary_is_the_mean_and_population_std_over_splits():
+  from metabert_tf import evaluation  # pylint: disable=import-outside-toplevel
+  summary = evaluation.mean_std_summary({("toy", "fine-tuning"): {2: [0.5, 0.7, 0.9]}})
+  stats = summary[("toy", "fine-tuning")]["2"]  # columns are strings, as in summary.json
+  assert stats["n"] == 3 and abs(stats["mean"] - 0.7) < 1e-12
+  assert abs(stats["std"] - (0.08 / 3) ** 0.5) < 1e-12  # population std: divided by n, not n - 1
+  assert stats["accuracies"] == [0.5, 0.7, 0.9]

@@ -102,9 +102,11 @@ def test_meta_train_cli_then_finetune_zero_shot_and_predict_keep_labels(tmp_path
   assert "--test_domains=c" in (out / "hyparams.txt").read_text()
   assert "meta-test accuracy" in (out / "log.txt").read_text()
   # Same command again: everything is done, it resumes and changes nothing.
-  again = _run("run_meta_train.py", f"--data={data}", "--test_domains=c",
-               f"--bert_model={tiny_google_dir}", f"--output_dir={out}", *META_FLAGS)
-  assert again.returncode == 0 and "Resumed meta-training" in (out / "log.txt").read_text()
+  # in this process this time
+  status, err = programs.run("run_meta_train.py", f"--data={data}", "--test_domains=c",
+                             f"--bert_model={tiny_google_dir}", f"--output_dir={out}", *META_FLAGS)
+  assert status == 0, err[-2000:]
+  assert "Resumed meta-training" in (out / "log.txt").read_text()
   again_results = json.load(open(out / "results.json"))
   assert again_results["meta_test_history"] == results["meta_test_history"]
 
@@ -151,9 +153,10 @@ def test_hybrid_smlmt_cli_takes_several_sources_and_its_flags(tmp_path, tiny_goo
             "--num_batches=3", "--num_query=3", "--num_train_task=2", "--outer_batch_size=2",
             "--label_emb_size=8", "--noprogress"] + [f"--data={s}" for s in specs]
   out = tmp_path / "hs"
-  proc = _run("run_meta_train.py", "--algorithm=hybrid_smlmt", f"--output_dir={out}",
-              "--average_query_every=2", "--weight_query_loss", *common)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  status, err = programs.run("run_meta_train.py", "--algorithm=hybrid_smlmt",  # in-process
+                             f"--output_dir={out}", "--average_query_every=2",
+                             "--weight_query_loss", *common)
+  assert status == 0, err[-3000:]
   results = json.load(open(out / "results.json"))
   assert len(results["train_domains"]) == 5 and "(0.250)" in (out / "log.txt").read_text()
   settings = results["algorithm_config"]  # hybrid_smlmt's presets, and the flags given

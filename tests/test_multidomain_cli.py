@@ -10,6 +10,7 @@ import pytest
 from metabert_tf import backbones
 from metabert_tf import datasets
 from metabert_tf.errors import DataError
+from tests import programs
 from tests import tiny_models
 from tests.conftest import REPO_DIR
 
@@ -30,9 +31,10 @@ def domain_records(tmp_path_factory, tiny_google_dir):
   directory = tmp_path_factory.mktemp("records")
   data = tiny_models.write_domain_json(str(directory / "data.json"), per_domain=16)
   path = str(directory / "data.tf_record")
-  proc = _run("-m", "data_prep.write_tf_record", f"--input={data}", f"--output={path}",
-              f"--bert_model={tiny_google_dir}", "--max_seq_length=16", "--with_domains")
-  assert proc.returncode == 0, proc.stderr[-2000:]
+  status, err = programs.run("data_prep/write_tf_record.py", f"--input={data}",  # in-process
+                             f"--output={path}", f"--bert_model={tiny_google_dir}",
+                             "--max_seq_length=16", "--with_domains")
+  assert status == 0, err[-2000:]
   return data, path
 
 
@@ -52,8 +54,10 @@ def test_tf_record_keeps_its_domains_and_labels(domain_records, tiny_google_dir)
 def test_tf_record_without_domains_is_refused(tmp_path, tiny_google_dir):
   data = tiny_models.write_domain_json(str(tmp_path / "data.json"))
   path = str(tmp_path / "plain.tf_record")
-  assert _run("-m", "data_prep.write_tf_record", f"--input={data}", f"--output={path}",
-              f"--bert_model={tiny_google_dir}", "--max_seq_length=16").returncode == 0
+  status, err = programs.run("data_prep/write_tf_record.py", f"--input={data}",
+                             f"--output={path}", f"--bert_model={tiny_google_dir}",
+                             "--max_seq_length=16")
+  assert status == 0, err[-2000:]
   encoder = backbones.describe_backbone(tiny_google_dir).input_encoder(16)
   with pytest.raises(DataError, match="--with_domains"):
     datasets.multidomain_features(path, encoder)
@@ -61,12 +65,13 @@ def test_tf_record_without_domains_is_refused(tmp_path, tiny_google_dir):
 
 def test_meta_train_reads_domains_from_tf_records(tmp_path, domain_records, tiny_google_dir):
   _, path = domain_records
-  proc = _run("run_meta_train.py", "--algorithm=fomaml", f"--data={path}", "--test_domains=c",
-              f"--bert_model={tiny_google_dir}", f"--output_dir={tmp_path / 'meta'}",
-              "--num_support=4", "--num_query=2", "--num_train_task=2", "--outer_batch_size=2",
-              "--inner_batch_size=2", "--inner_update_step=1", "--inner_update_step_eval=1",
-              "--epochs=1", "--max_seq_length=16", "--noprogress")
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  status, err = programs.run(
+      "run_meta_train.py", "--algorithm=fomaml", f"--data={path}", "--test_domains=c",
+      f"--bert_model={tiny_google_dir}", f"--output_dir={tmp_path / 'meta'}", "--num_support=4",
+      "--num_query=2", "--num_train_task=2", "--outer_batch_size=2", "--inner_batch_size=2",
+      "--inner_update_step=1", "--inner_update_step_eval=1", "--epochs=1", "--max_seq_length=16",
+      "--noprogress")
+  assert status == 0, err[-3000:]
   results = json.load(open(tmp_path / "meta/results.json"))
   assert results["train_domains"] == ["a", "b"] and results["label_list"] == ["negative", "positive"]
 
@@ -88,9 +93,9 @@ def test_mft_cli_then_per_domain_fine_tuning(tmp_path, domain_records, tiny_goog
   domain_a = tmp_path / "a.jsonl"
   domain_a.write_text("".join(json.dumps(r) + "\n" for r in json.load(open(data))
                               if r["domain"] == "a"))
-  proc = _run("run_finetune.py", f"--bert_model={tmp_path / 'mft/ckpt'}",
-              f"--train_file={domain_a}", f"--eval_file={domain_a}", "--epochs=1",
-              f"--output_dir={tmp_path / 'ft'}", "--max_seq_length=16", "--noprogress",
-              "--noexport")
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  status, err = programs.run("run_finetune.py", f"--bert_model={tmp_path / 'mft/ckpt'}",
+                             f"--train_file={domain_a}", f"--eval_file={domain_a}", "--epochs=1",
+                             f"--output_dir={tmp_path / 'ft'}", "--max_seq_length=16",
+                             "--noprogress", "--noexport")  # in this process
+  assert status == 0, err[-3000:]
   assert "Classifier head restored from" in (tmp_path / "ft/log.txt").read_text()

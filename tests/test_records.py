@@ -303,24 +303,20 @@ def test_load_features_checks_label_list_and_vocab(tmp_path, encoder):
 
 
 def test_write_tf_record_cli_then_stream_and_finetune_input(tmp_path, tiny_google_dir, toy_task):
-  import subprocess
-  import sys
-  from tests.conftest import REPO_DIR
+  # in this process (the program as a subprocess: test_cli.py)
+  from tests import programs  # pylint: disable=import-outside-toplevel
   out = tmp_path / "train.tf_record"
-  proc = subprocess.run([sys.executable, "-m", "data_prep.write_tf_record",
-                         f"--input={toy_task['train']}", f"--output={out}",
-                         f"--bert_model={tiny_google_dir}", "--max_seq_length=16"],
-                        cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 0, proc.stderr[-2000:]
+  status, err = programs.run("data_prep/write_tf_record.py", f"--input={toy_task['train']}",
+                             f"--output={out}", f"--bert_model={tiny_google_dir}",
+                             "--max_seq_length=16")
+  assert status == 0, err[-2000:]
   meta = records.read_metadata(str(out))
   assert meta["num_examples"] == 24 and meta["label_list"] == ["negative", "positive"]
   loaded, _ = records.load(str(out), 16)
   assert len(loaded["label_ids"]) == 24
-  bad = subprocess.run([sys.executable, "-m", "data_prep.write_tf_record",
-                        f"--input={tmp_path}/nope.jsonl", f"--output={tmp_path}/x.tf_record",
-                        f"--bert_model={tiny_google_dir}"], cwd=REPO_DIR, capture_output=True,
-                       text=True, timeout=120)
-  assert bad.returncode == 1 and "nope.jsonl" in bad.stderr and "Traceback" not in bad.stderr
+  line = programs.error_line("data_prep/write_tf_record.py", f"--input={tmp_path}/nope.jsonl",
+                             f"--output={tmp_path}/x.tf_record", f"--bert_model={tiny_google_dir}")
+  assert "nope.jsonl" in line
   # Training straight from the records takes their label list from the .meta.json.
   from metabert_tf import finetune_job, training
   results = finetune_job.run_job(finetune_job.FinetuneJob(
