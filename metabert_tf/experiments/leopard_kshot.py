@@ -148,10 +148,10 @@ def cells(config):
   proto-bert and proto-bert-ft, get one cell), then a cell per (method, task, K)."""
   out, staged = [], set()
   for m in config.methods:
-    stage = methods_lib.LEOPARD[m].stage_name
-    if methods_lib.LEOPARD[m].meta_algorithm and stage not in staged:
-      staged.add(stage)
-      out.append(grid.Cell(f"{stage}: meta-training", (stage, None, None)))
+    method = methods_lib.LEOPARD[m]
+    if method.meta_algorithm and method.stage_name not in staged:
+      staged.add(method.stage_name)
+      out.append(grid.Cell(f"{method.stage_name}: meta-training", (method.stage_name, None, None)))
     # the method is named once there are several (the default is plain fine-tuning alone)
     prefix = f"{m}: " if len(config.methods) > 1 else ""
     out += [grid.Cell(f"{prefix}{task}, K={k}", (m, task, k))
