@@ -3,7 +3,8 @@
   python -m data_prep.download <amazon_reviews|leopard> --dest DIR [--url URL]
 
 Downloads the archive to DIR (temp file, then rename), extracts it into DIR (members that would land
-outside DIR are refused), and writes DIR/<name>.sha256.json with url, sha256, bytes and date.
+outside DIR are refused), and writes DIR/<name>.sha256.json with url, sha256, bytes and date. The
+Amazon reviews' kitchen_&_housewares folder is renamed kitchen, the domain name used everywhere.
 Without a network it prints one error line and exits with status 1.
 """
 from __future__ import annotations
@@ -35,6 +36,10 @@ _LAYOUT_HINTS = {
     "amazon_reviews": "sorted_data_acl/<domain>/{positive,negative}.review",
     "leopard": "leopard-master/data/json/<task>/*.json and leopard-master/data/tf_record/",
 }
+# Folders renamed after extraction to the names the docs, MFT's splits and ../shared use.
+_RENAMES = {
+    "amazon_reviews": {"sorted_data_acl/kitchen_&_housewares": "sorted_data_acl/kitchen"},
+}
 _CHUNK = 1 << 20
 
 
@@ -50,6 +55,10 @@ def fetch(name, dest, url=None, timeout=60.0):
   archive = os.path.join(dest, f"{name}-{basename}")
   digest, size = _download(url, archive, timeout)
   members = extract(archive, dest)
+  for old, new in _RENAMES.get(name, {}).items():
+    old, new = os.path.join(dest, old), os.path.join(dest, new)
+    if os.path.isdir(old) and not os.path.exists(new):
+      os.rename(old, new)
   record = {"dataset": name, "url": url, "file": os.path.basename(archive), "sha256": digest,
             "bytes": size, "members": members,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -42,6 +42,7 @@ from metabert_tf import training
 from metabert_tf.data.examples import LabeledExample
 from metabert_tf.errors import ConfigError
 from metabert_tf.errors import DataError
+from metabert_tf.meta import algorithms
 from metabert_tf.meta import job as meta_job
 
 # fit()'s recipe: the fields of training.FinetuneConfig (run_finetune.py's flags and defaults),
@@ -129,7 +130,8 @@ class FewShotClassifier:
 
   @property
   def labels(self):
-    """The classes in the order of predict_proba's columns (None before a head exists)."""
+    """The classes in the order of predict_proba's columns: the trained head's (a checkpoint
+    with one is loaded to read them), else the `labels` given to from_pretrained, else None."""
     if self._built is None:
       self._load_trained(required=False)
     return list(self._built.label_list) if self._built else self._spec["label_list"]
@@ -345,6 +347,8 @@ def meta_train(algorithm, data, output_dir, strategy=None, **config):
     _same_run(output_dir, job)
     return multidomain_job.run_multidomain_job(job, strategy)["checkpoint"]
   job_settings = {k: config.pop(k) for k in META_JOB_SETTINGS if k in config}
+  if not algorithms.get(algorithm).by_sources:
+    specs = _one_spec(algorithm, specs)
   job = meta_job.MetaJob(output_dir=output_dir, data=specs, algorithm=algorithm,
                          meta=meta_job.meta_config(algorithm, **config), **model,
                          **job_settings)
@@ -353,9 +357,17 @@ def meta_train(algorithm, data, output_dir, strategy=None, **config):
   return meta_job.run_meta_job(job, strategy, inputs)["checkpoint"]
 
 
+def _one_spec(method, specs):
+  """The data of a method that trains on one multi-domain file (a list of one is that one)."""
+  if isinstance(specs, str):
+    return specs
+  if len(specs) != 1:
+    raise DataError("data", f"{method} trains on one multi-domain data spec, got {len(specs)}")
+  return specs[0]
+
+
 def _multidomain_job(method, data, output_dir, model, config):
-  if not isinstance(data, str):
-    raise DataError("data", f"{method} trains on one multi-domain data spec, got {len(data)}")
+  data = _one_spec(method, data)
   defaults = multidomain_job.MultiDomainJob(output_dir=output_dir, data=data)
   groups = {"train": RECIPE_FIELDS,
             "mft": tuple(f.name for f in dataclasses.fields(mft_lib.MFTConfig))}

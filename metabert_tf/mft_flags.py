@@ -1,5 +1,5 @@
-"""MFT's absl flags, defined once for the two entry points that train MFT (run_meta_train.py
-and metabert_tf.mft_experiment) and read into an mft.MFTConfig in one place."""
+"""MFT's absl flags, for the entry point that trains MFT (run_multidomain.py), read into an
+mft.MFTConfig in one place."""
 import sys
 
 from absl import flags

@@ -202,6 +202,17 @@ def test_meta_train_the_other_algorithms_and_their_bad_settings(tiny_google_dir,
     assert raised.value.field == field, algorithm
 
 
+def test_meta_train_of_one_multidomain_file_takes_a_list_of_one(tmp_path):
+  """fomaml, reptile and the supervised methods read one file: a list of one is that file
+  (here a missing one, named in the error), a list of two is refused."""
+  missing = str(tmp_path / "missing.json")
+  for algorithm in ("fomaml", "mix"):
+    with pytest.raises(DataError, match=f"{missing}: (no such file|file or directory not found)"):
+      meta_train(algorithm, [missing], str(tmp_path / algorithm), progress=False)
+    with pytest.raises(DataError, match=f"{algorithm} trains on one multi-domain data spec, got 2"):
+      meta_train(algorithm, [missing, missing], str(tmp_path / algorithm), progress=False)
+
+
 def test_the_package_exports_the_api():
   assert metabert_tf.FewShotClassifier is FewShotClassifier
   assert set(metabert_tf.__all__) >= {"FewShotClassifier", "meta_train"}

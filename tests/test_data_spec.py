@@ -143,6 +143,10 @@ def test_options_refused_for_records_and_directories(tmp_path):
   for path in (record, tmp_path):
     _raises([path, "data spec options (text) apply to CSV, TSV and JSON files only"],
             readers.read_examples, f"{path}:text=0")
+  # The programs read tf_records as encoded features: an original LEOPARD record's label map is
+  # an option of read_examples only, and the error says so.
+  _raises([record, "label_maps= reads an original LEOPARD tf_record from Python only"],
+          readers.plain_path, f"{record}:label_maps=maps.json")
 
 
 def test_labels_optional_for_prediction(tmp_path):

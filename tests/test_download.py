@@ -62,18 +62,22 @@ def test_fetch_tar_gz_extracts_and_records_sha256(server, tmp_path):
   archive = _tar_gz(root / "data.tar.gz", {
       "sorted_data_acl/books/positive.review": REVIEW.format("Great &amp; fun"),
       "sorted_data_acl/books/negative.review": REVIEW.format("Dull"),
-      "sorted_data_acl/books/unlabeled.review": REVIEW.format("?")})
+      "sorted_data_acl/books/unlabeled.review": REVIEW.format("?"),
+      "sorted_data_acl/kitchen_&_housewares/positive.review": REVIEW.format("Sharp knife"),
+      "sorted_data_acl/kitchen_&_housewares/negative.review": REVIEW.format("Rusty pan")})
   dest = tmp_path / "dest"
   record = download.fetch("amazon_reviews", dest, f"{url}/data.tar.gz", timeout=10)
   blob = archive.read_bytes()
   assert record["sha256"] == hashlib.sha256(blob).hexdigest() and record["bytes"] == len(blob)
-  assert record["members"] == 3
+  assert record["members"] == 5
   saved = json.loads((dest / "amazon_reviews.sha256.json").read_text())
   assert saved == record and saved["url"] == f"{url}/data.tar.gz" and saved["date"]
   assert (dest / "amazon_reviews-data.tar.gz").read_bytes() == blob
   examples = readers.read_amazon_reviews(dest / "sorted_data_acl")
-  assert [(e.text_a, e.label) for e in examples] == [("Great & fun", "positive"),
-                                                     ("Dull", "negative")]
+  # the archive's kitchen_&_housewares is the domain "kitchen" of the docs and ../shared
+  assert [(e.text_a, e.label, e.domain) for e in examples] == [
+      ("Great & fun", "positive", "books"), ("Dull", "negative", "books"),
+      ("Sharp knife", "positive", "kitchen"), ("Rusty pan", "negative", "kitchen")]
 
 
 def test_cli_zip(server, tmp_path):

@@ -151,7 +151,7 @@ def test_hybrid_smlmt_cli_takes_several_sources_and_its_flags(tmp_path, tiny_goo
   specs = _sources(tmp_path)
   common = [f"--bert_model={tiny_google_dir}", "--max_seq_length=16", "--meta_batchsz=9",
             "--num_batches=3", "--num_query=3", "--num_train_task=2", "--outer_batch_size=2",
-            "--label_emb_size=8", "--noprogress"] + [f"--data={s}" for s in specs]
+            "--noprogress"] + [f"--data={s}" for s in specs]
   out = tmp_path / "hs"
   status, err = programs.run("run_meta_train.py", "--algorithm=hybrid_smlmt",  # in-process
                              f"--output_dir={out}", "--average_query_every=2",
@@ -161,10 +161,15 @@ def test_hybrid_smlmt_cli_takes_several_sources_and_its_flags(tmp_path, tiny_goo
   assert len(results["train_domains"]) == 5 and "(0.250)" in (out / "log.txt").read_text()
   settings = results["algorithm_config"]  # hybrid_smlmt's presets, and the flags given
   assert settings["warp_layers"] and settings["weight_query_loss"]
-  assert settings["average_query_every"] == 2 and settings["label_emb_size"] == 8
+  assert settings["average_query_every"] == 2
   line = programs.error_line("run_meta_train.py", "--algorithm=smlmt",
                              f"--output_dir={tmp_path / 's'}", *common, "--num_batches=4")
   assert "must be a multiple of num_batches (4)" in line
+  # the task-feature size is the released head's: the prototype start would ignore it
+  line = programs.error_line("run_meta_train.py", "--algorithm=smlmt",
+                             f"--output_dir={tmp_path / 's'}", *common, "--label_emb_size=8")
+  assert "--label_emb_size is read with --head_init released only" in line
+  assert not (tmp_path / "s").exists()
 
 
 def test_benchmark_learners_from_the_cli_and_their_unread_flags(tmp_path, tiny_google_dir):

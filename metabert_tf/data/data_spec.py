@@ -54,8 +54,11 @@ def plain_path(spec):
   """The path of a spec for data that takes no options (tf_records, review directories)."""
   path, options = parse_data_spec(spec)
   if options:
+    hint = (" (label_maps= reads an original LEOPARD tf_record from Python only: "
+            "metabert_tf.data.readers.read_examples; the programs read tf_records as written by "
+            "data_prep.write_tf_record)" if "label_maps" in options else "")
     raise DataError(path, f"data spec options ({', '.join(options)}) apply to CSV, TSV and JSON "
-                    "files only")
+                    f"files only{hint}")
   return path
 
 

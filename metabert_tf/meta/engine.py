@@ -6,7 +6,7 @@ optimiser; the inner loop is a set of building blocks (learner.InnerLoop). The e
 is common:
 
 * the task stream: `num_train_task` episodes drawn once (Meta-BERT's MetaTask), visited in a
-  fresh order each epoch (seeded by seed + epoch), `outer_batch_size` tasks per meta-step; the
+  fresh order each epoch (seeded by the seed and the epoch), `outer_batch_size` tasks per meta-step; the
   last meta-step of an epoch takes the tasks that are left (its real size, no wrapping);
 * tasks as tensors: labels mapped to the task's classes 0..N-1 (`Episode.classes`), N as a
   tensor (logits past N masked, so any N <= the head's width runs in one traced graph), and

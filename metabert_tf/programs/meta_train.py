@@ -53,8 +53,8 @@ def define_flags():
   flags.DEFINE_enum("reptile_variant", "classic", list(reptile.VARIANTS),
                     "classic: theta += eps * mean(phi - theta); adam: theta - phi fed to Adam.")
   flags.DEFINE_multi_string("data", None, "Multi-domain labeled data (any reader format with "
-                            "domains); leopard, smlmt, hybrid_smlmt: each task source (repeat "
-                            "the flag; tf_records and SMLMT files too). "
+                            "domains); the task-source algorithms (all but fomaml, reptile): "
+                            "each task source (repeat the flag; tf_records and SMLMT files too). "
                       f"CSV/TSV/JSON columns as {readers.SPEC_HELP}.")
   flags.DEFINE_list("test_domains", [], "Held-out domains: never meta-trained on, meta-tested.")
   flags.DEFINE_string("meta_test_exclude", None, "Data a later evaluation scores (e.g. the "
@@ -62,27 +62,30 @@ def define_flags():
   flags.DEFINE_integer("num_train_task", 50, "Meta-training tasks (drawn once, reused each epoch).")
   flags.DEFINE_integer("num_test_task", 3, "Meta-test tasks from the test domains.")
   flags.DEFINE_integer("num_domain", 100, "Use the num_domain smallest training domains.")
-  flags.DEFINE_integer("num_support", 80, "Support examples per task.")
-  flags.DEFINE_integer("num_query", None, "Query examples per task (default: 20; leopard, smlmt, "
-                       "hybrid_smlmt: 10).")
+  flags.DEFINE_integer("num_support", 80, "fomaml, reptile: support examples per task (the "
+                       "task-source algorithms: --meta_batchsz).")
+  flags.DEFINE_integer("num_query", None, "Query examples per task (default: 20; the "
+                       "task-source algorithms: 10).")
   flags.DEFINE_enum("domain_sampling", "proportional", ["proportional", "uniform"],
                     "Task domain drawn proportionally to its size, or uniformly.")
   flags.DEFINE_bool("class_balanced", False, "Balance the labels within support and query.")
   flags.DEFINE_integer("outer_batch_size", None, "Tasks per meta-step (over all replicas; default "
-                       "5; leopard, smlmt, hybrid_smlmt: 4, the release's 4 GPUs x 1 task).")
+                       "5; the task-source algorithms: 4, LEOPARD's release: 4 GPUs x 1 task).")
   flags.DEFINE_integer("tasks_per_replica", 0, "Tasks each replica adapts per meta-step; must "
                        "equal outer_batch_size / replicas (0: computed from it).")
-  flags.DEFINE_integer("inner_batch_size", 16, "Support batch size in the inner loop.")
+  flags.DEFINE_integer("inner_batch_size", 16, "fomaml, reptile: support batch size in the "
+                       "inner loop (the task-source algorithms: --num_batches).")
   flags.DEFINE_integer("inner_update_step", None, "Inner passes over the support set (training; "
-                       "default 10; leopard, smlmt, hybrid_smlmt: 1, the original's inner_epochs).")
+                       "default 10; the task-source algorithms: 1, LEOPARD's inner_epochs).")
   flags.DEFINE_integer("inner_update_step_eval", None, "Inner passes over the support set "
-                       "(meta-test; default 10; leopard family: 5).")
+                       "(meta-test; default 10; the task-source algorithms: 5).")
   flags.DEFINE_float("inner_update_lr", 5e-5, "Inner learning rate.")
   flags.DEFINE_enum("inner_optimizer", "adam", ["adam", "sgd"], "Inner optimiser (Meta-BERT: Adam).")
   flags.DEFINE_float("outer_update_lr", 5e-5, "Outer Adam learning rate (FOMAML, Reptile adam).")
   flags.DEFINE_float("reptile_epsilon", 0.5, "Reptile classic step: theta += eps * mean(phi - theta).")
   flags.DEFINE_integer("epochs", None, "fomaml, reptile: passes over the num_train_task tasks "
-                       "(default 3).")
+                       "(default 3; the task-source algorithms make one pass: raise "
+                       "--num_train_task).")
   flags.DEFINE_integer("save_every_steps", 0, "Also checkpoint every N meta-steps (0: per epoch).")
   flags.DEFINE_list("label_list", None, "Label order (ids); default: the model's, else sorted.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
@@ -91,7 +94,7 @@ def define_flags():
                      "linear decay.")
   # leopard, smlmt, hybrid_smlmt (the original run_classifier_pretrain.py's names):
   flags.DEFINE_float("train_lr", 1e-5, "Initial inner learning rates (learned with --is_meta_sgd).")
-  flags.DEFINE_integer("meta_batchsz", 80, "Support examples per task.")
+  flags.DEFINE_integer("meta_batchsz", 80, "Task-source algorithms: support examples per task.")
   flags.DEFINE_integer("num_batches", 8, "Support batches per task: the first generates the class "
                        "rows, each other one is an inner SGD step.")
   flags.DEFINE_integer("SGD_K", 1, "Learned rates per group (only 1 is supported).")
@@ -115,7 +118,9 @@ def define_flags():
                     "The generated head's start: prototypes (default: a nearest-class-mean "
                     "classifier from the first meta-step) or released (the original's MLPs, whose "
                     "rows and logits start near zero).")
-  flags.DEFINE_integer("label_emb_size", 256, "Task-feature size of the generated softmax.")
+  flags.DEFINE_integer("label_emb_size", 256, "Task-feature size of the generated softmax, "
+                       "with --head_init released only (the prototype start's task features "
+                       "have the encoder's hidden size).")
   flags.mark_flags_as_required(["data", "output_dir"])
   flag_rules.register()  # every numeric and list flag's bounds
 
@@ -153,6 +158,9 @@ def config_from_flags():
 
 def validate_flags():
   cli.refuse_unread_flags(READ_ONLY_BY, FLAGS.algorithm, "algorithm")
+  if FLAGS["label_emb_size"].present and FLAGS.head_init != "released":
+    raise flags.ValidationError("--label_emb_size is read with --head_init released only: the "
+                                "prototype start (the default) uses the hidden size")
   if not algorithms.get(FLAGS.algorithm).by_sources and len(FLAGS.data) != 1:
     raise flags.ValidationError(f"--algorithm {FLAGS.algorithm} takes one --data, got "
                                 f"{len(FLAGS.data)}")
