@@ -3,8 +3,9 @@
   python -m data_prep.download <amazon_reviews|leopard> --dest DIR [--url URL]
 
 Downloads the archive to DIR (temp file, then rename), extracts it into DIR (members that would land
-outside DIR are refused), and writes DIR/<name>.sha256.json with url, sha256, bytes and date. The
-Amazon reviews' kitchen_&_housewares folder is renamed kitchen, the domain name used everywhere.
+outside DIR are refused; into a temp folder first, then renamed into place), and writes
+DIR/<name>.sha256.json with url, sha256, bytes and date. The Amazon reviews'
+kitchen_&_housewares folder is renamed kitchen, the domain name used everywhere.
 Without a network it prints one error line and exits with status 1.
 """
 from __future__ import annotations
@@ -13,8 +14,10 @@ import datetime
 import hashlib
 import http.client
 import os
+import shutil
 import sys
 import tarfile
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +27,7 @@ from absl import app
 from absl import flags
 
 from metabert_tf import flag_rules
+from metabert_tf import io_utils
 from metabert_tf.io_utils import atomic_open, atomic_write_json
 
 DATASETS = {
@@ -54,11 +58,7 @@ def fetch(name, dest, url=None, timeout=60.0):
   basename = os.path.basename(urllib.parse.urlparse(url).path) or "archive"
   archive = os.path.join(dest, f"{name}-{basename}")
   digest, size = _download(url, archive, timeout)
-  members = extract(archive, dest)
-  for old, new in _RENAMES.get(name, {}).items():
-    old, new = os.path.join(dest, old), os.path.join(dest, new)
-    if os.path.isdir(old) and not os.path.exists(new):
-      os.rename(old, new)
+  members = extract(archive, dest, _RENAMES.get(name))
   record = {"dataset": name, "url": url, "file": os.path.basename(archive), "sha256": digest,
             "bytes": size, "members": members,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -85,14 +85,36 @@ def _download(url, path, timeout):
   return sha256.hexdigest(), size
 
 
-def extract(archive, dest):
-  """Extracts a zip or tar(.gz) into `dest` once every member is checked; returns their count."""
+def extract(archive, dest, renames=None):
+  """Extracts a zip or tar(.gz) into `dest` once every member is checked; returns their count.
+
+  The members land in a temp folder in `dest` first, where `renames` ({old: new}, paths in the
+  archive) are applied; then each top-level entry takes the place of its namesake in `dest`. A
+  kill leaves the old tree or the new one under the final names, never a half-extracted one."""
+  os.makedirs(dest, exist_ok=True)
+  into = io_utils.public_dir(tempfile.mkdtemp(
+      dir=dest, **io_utils.temp_name_parts(os.path.join(dest, "extracting"))))
+  try:
+    count = _extract_into(archive, dest, into)
+    for old, new in (renames or {}).items():
+      old, new = os.path.join(into, old), os.path.join(into, new)
+      if os.path.isdir(old) and not os.path.exists(new):
+        os.rename(old, new)
+    for entry in os.listdir(into):
+      io_utils.replace_path(os.path.join(into, entry), os.path.join(dest, entry))
+  finally:
+    shutil.rmtree(into, ignore_errors=True)
+  return count
+
+
+def _extract_into(archive, dest, into):
+  """Extracts `archive` into the folder `into`, its members checked against `dest`."""
   if zipfile.is_zipfile(archive):
     with zipfile.ZipFile(archive) as z:
       names = z.namelist()
       for member in names:
         _check_inside(dest, member, archive)
-      z.extractall(dest)
+      z.extractall(into)
     return len(names)
   if tarfile.is_tarfile(archive):
     with tarfile.open(archive) as t:
@@ -100,7 +122,7 @@ def extract(archive, dest):
       for member in members:
         _check_tar_member(dest, member, archive)
       # The "data" filter repeats the checks in the standard library (and drops odd permissions).
-      t.extractall(dest, filter="data")
+      t.extractall(into, filter="data")
     return len(members)
   raise DownloadError(f"{archive}: not a zip or tar archive")
 

@@ -66,6 +66,14 @@ def check_settings(settings, known=None, owner=None, flag_names=None):
       raise ConfigError(problem, field=name, flag=flag_names.get(name))
 
 
+def _check_model_choices(pooling=None, precision="fp32"):
+  if pooling is not None and pooling not in ("pooler", "mean"):
+    raise ConfigError(f"must be pooler or mean, got {pooling!r}", field="pooling")
+  if precision not in runtime.PRECISIONS:
+    raise ConfigError(f"must be one of {', '.join(runtime.PRECISIONS)}, got {precision!r}",
+                      field="precision")
+
+
 def to_examples(texts, labels=None, text_pairs=None):
   """LabeledExamples of in-memory lists: `texts` (str each), `labels` (str or int each, kept as
   strings: label names are what checkpoints store) and `text_pairs` (second texts), of one
@@ -116,11 +124,7 @@ class FewShotClassifier:
     a LEOPARD-family one is fine-tuned with its generated head and learned rates). `labels`:
     the label order (ids) of the head `fit` trains (default: the model's, else sorted)."""
     check_settings({"max_seq_length": max_seq_length}, ("max_seq_length",), "from_pretrained")
-    if pooling is not None and pooling not in ("pooler", "mean"):
-      raise ConfigError(f"must be pooler or mean, got {pooling!r}", field="pooling")
-    if precision not in runtime.PRECISIONS:
-      raise ConfigError(f"must be one of {', '.join(runtime.PRECISIONS)}, got {precision!r}",
-                        field="precision")
+    _check_model_choices(pooling, precision)
     source = backbones.describe_backbone(model, do_lower_case)  # a bad path fails here
     source.check_max_seq_length(max_seq_length)
     spec = dict(bert_model=model, do_lower_case=do_lower_case, max_seq_length=max_seq_length,
@@ -277,16 +281,17 @@ META_JOB_SETTINGS = ("test_domains", "num_domain", "save_every_steps", "meta_tes
 
 
 def _data_specs(data, output_dir):
-  """A data spec or a list of them, as given; in-memory examples (dicts with text, label and
-  optionally text_b and domain, or LabeledExamples) are written to output_dir/data.json first
-  (a source per domain for the task-source algorithms)."""
+  """(specs, digest): a data spec or a list of them, as given (digest None); in-memory examples
+  (dicts with text, label and optionally text_b and domain, or LabeledExamples) are written to
+  output_dir/data.json first (a source per domain for the task-source algorithms), and digest
+  names them (the file's path is the same whatever they are)."""
   if isinstance(data, str):
-    return data
+    return data, None
   items = list(data)
   if not items or all(isinstance(x, str) for x in items):
     if not items:
       raise DataError("data", "no data")
-    return items
+    return items, None
   rows = []
   for i, x in enumerate(items):
     row = dataclasses.asdict(x) if isinstance(x, LabeledExample) else x
@@ -298,7 +303,7 @@ def _data_specs(data, output_dir):
                  **{k: row[k] for k in ("text_b", "domain") if row.get(k) is not None}})
   path = os.path.join(output_dir, "data.json")
   io_utils.atomic_write_json(path, rows)
-  return path
+  return path, hashlib.sha256(json.dumps(rows, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def _digest(examples):
@@ -338,13 +343,14 @@ def meta_train(algorithm, data, output_dir, strategy=None, **config):
   (supervised methods: training.FinetuneConfig's and mft.MFTConfig's fields, adversarial_weight,
   eval_data); each left out takes the command-line program's default."""
   check_settings(config)  # the bounds; which settings the algorithm takes: below
+  _check_model_choices(config.get("pooling"), config.get("precision", "fp32"))
   io_utils.check_writable(output_dir, "output_dir", directory=True)
   os.makedirs(output_dir, exist_ok=True)
-  specs = _data_specs(data, output_dir)
+  specs, examples = _data_specs(data, output_dir)
   model = {k: config.pop(k) for k in MODEL_SETTINGS if k in config}
   if algorithm in multidomain_job.METHODS:
     job = _multidomain_job(algorithm, specs, output_dir, model, config)
-    _same_run(output_dir, job)
+    _same_run(output_dir, job, examples=examples)
     return multidomain_job.run_multidomain_job(job, strategy)["checkpoint"]
   job_settings = {k: config.pop(k) for k in META_JOB_SETTINGS if k in config}
   if not algorithms.get(algorithm).by_sources:
@@ -353,7 +359,7 @@ def meta_train(algorithm, data, output_dir, strategy=None, **config):
                          meta=meta_job.meta_config(algorithm, **config), **model,
                          **job_settings)
   inputs = meta_job.read_inputs(job)  # bad data fails before anything is trained
-  _same_run(output_dir, job)
+  _same_run(output_dir, job, examples=examples)
   return meta_job.run_meta_job(job, strategy, inputs)["checkpoint"]
 
 

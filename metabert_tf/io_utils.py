@@ -34,17 +34,31 @@ def atomic_dir(directory):
   """Yields a temp directory beside `directory` to fill; on success it replaces `directory`
   (an earlier one is removed first), on failure it is removed: a reader sees the old
   directory or the new one, never a half-written one."""
+  if os.path.lexists(directory) and not os.path.isdir(directory):
+    raise DataError(directory, "exists and is not a directory; not replacing it")
   parent = os.path.dirname(os.path.abspath(directory))
   os.makedirs(parent, exist_ok=True)
   tmp = public_dir(tempfile.mkdtemp(dir=parent, **temp_name_parts(directory)))
   try:
     yield tmp
-    if os.path.isdir(directory):
-      shutil.rmtree(directory)
-    os.replace(tmp, directory)
+    replace_path(tmp, directory)
   finally:
     if os.path.isdir(tmp):
       shutil.rmtree(tmp)
+
+
+def replace_path(source, target):
+  """Renames `source` to `target`. An existing target is first renamed aside (to a temp name
+  remove_leftovers knows), then removed: killed at any moment, `target` is the old or the new,
+  never half of one."""
+  aside = None
+  if os.path.lexists(target):
+    aside = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(target)),
+                             **temp_name_parts(target))
+    os.replace(target, os.path.join(aside, "old"))
+  os.replace(source, target)
+  if aside:
+    shutil.rmtree(aside)
 
 
 def check_writable(path, flag, directory=False):
@@ -97,11 +111,19 @@ def atomic_write_json(path, obj):
 _OWN_TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # atomic_open, export (temp_name_parts)
 _LEFTOVERS = [
     re.compile(r"\.export-[a-z0-9_]{8}"),          # export dirs before temp_name_parts
-    re.compile(r".+_temp(_[0-9a-f]{32})?"),          # TF checkpoint save: <prefix>_temp/part-*
     re.compile(r".+\.tempstate\d+"),                 # TF tensor bundle being written
     re.compile(r"checkpoint\.tmp[0-9a-f]{32}"),      # TF's atomic write of the state file
 ]
 _DATA_FILE = re.compile(r"(?P<prefix>.+)\.data-\d{5}-of-\d{5}")
+# TF's checkpoint save writes <prefix>_temp/part-* (<prefix>_temp_<hex>/ in older versions) and
+# renames the parts: a directory of that name holding anything else is not ours to remove.
+_TF_SAVE_TEMP = re.compile(r".+_temp(_[0-9a-f]{32})?")
+
+
+def _is_tf_save_temp(directory, entry):
+  path = os.path.join(directory, entry)
+  return (_TF_SAVE_TEMP.fullmatch(entry) is not None and os.path.isdir(path)
+          and not os.path.islink(path) and all(n.startswith("part-") for n in os.listdir(path)))
 
 
 def remove_leftovers(directory, names=None):
@@ -122,6 +144,7 @@ def remove_leftovers(directory, names=None):
     else:
       data = _DATA_FILE.fullmatch(entry)
       leftover = (own is not None or any(p.fullmatch(entry) for p in _LEFTOVERS)
+                  or _is_tf_save_temp(directory, entry)
                   or (data is not None and data.group("prefix") + ".index" not in entries))
     if leftover:
       path = os.path.join(directory, entry)

@@ -99,7 +99,11 @@ def model_label_list(model_dir):
 def predict(model_dir, rows, batch_size=64, progress=True):
   loaded = tf.saved_model.load(model_dir)
   is_pair = rows[0][1] is not None
-  fn = loaded.signatures["serve_pair" if is_pair else "serving_default"]
+  name = "serve_pair" if is_pair else "serving_default"
+  fn = loaded.signatures.get(name)
+  if fn is None or not {"labels", "probabilities"} <= set(fn.structured_outputs):
+    raise DataError(model_dir, f"the SavedModel has no {name} signature returning labels and "
+                    "probabilities (is it an export of run_finetune.py or FewShotClassifier?)")
   results = []
   for start in tqdm(range(0, len(rows), batch_size), desc="predict", disable=not progress):
     chunk = rows[start:start + batch_size]

@@ -11,6 +11,7 @@ import collections
 import hashlib
 import json
 import os
+import tempfile
 
 from google.protobuf import message
 import numpy as np
@@ -94,7 +95,10 @@ def write(path, features, label_list, vocab, lower_case, domain_list=None):
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if os.path.exists(metadata_path(path)):  # never leave an old .meta.json beside new records
     os.remove(metadata_path(path))
-  tmp = path + ".tmp"
+  # a temp name of io_utils' (what a SIGKILL leaves is one remove_leftovers knows)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                             **io_utils.temp_name_parts(path))
+  os.close(fd)
   try:
     with tf.io.TFRecordWriter(tmp) as writer:
       for i in range(n):

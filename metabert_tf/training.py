@@ -80,7 +80,8 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
   writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
             if runtime.is_chief(strategy) else tf.summary.create_noop_writer())
   save_every = config.save_every_steps or steps_per_epoch
-  trend = LossTrend(output_dir, total_steps, steps_per_epoch, runtime.is_chief(strategy))
+  trend = LossTrend(output_dir, total_steps, steps_per_epoch, runtime.is_chief(strategy),
+                    int(step.numpy()))
   start = time.time()
   examples_seen = 0
   with runtime.chief_keeps(ckpt_dir, strategy) as save_dir, writer.as_default(), tqdm(
@@ -118,17 +119,21 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
 class LossTrend:
   """The training loss at the start (mean of the first `window` steps) and at the end (the
   last `window`), window = min(one epoch, a fifth of the run): whether a run learned anything.
-  The first window is kept in output_dir/train_loss.json, so a resumed run still knows it."""
+  The first window is kept in output_dir/train_loss.json, so a run resumed at `start_step` still
+  knows it: only the losses of the steps up to start_step are kept from the file (a run started
+  over, or resumed from before a step the file has, computes those steps again)."""
 
-  def __init__(self, output_dir, total_steps, steps_per_epoch, write):
+  def __init__(self, output_dir, total_steps, steps_per_epoch, write, start_step=0):
     self.window = max(1, min(steps_per_epoch, total_steps // 5))
     self.total_steps, self.write = total_steps, write
     self.path = os.path.join(output_dir, "train_loss.json")
     self.first, self.last = [], []
-    if os.path.exists(self.path):
+    if start_step and os.path.exists(self.path):
       with open(self.path, encoding="utf-8") as f:
         saved = json.load(f)
-      self.first, self.last = saved["first"], saved.get("last", [])
+      # first[i] is step i + 1's loss, last[i] step total - window + i + 1's
+      self.first = saved["first"][:start_step]
+      self.last = saved.get("last", [])[:max(0, start_step - (total_steps - self.window))]
 
   def add(self, step, loss):
     if step <= self.window and len(self.first) < self.window:

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 M=../shared/data/meta_train
 OUT=${OUT:-results/leopard_benchmark}
-if [ ! -f results/smlmt/meta_pretrain_5.tf_record ]; then
+# meta_pretrain_5.json is the last file data_prep.smlmt writes: a cut-short run is re-done
+if [ ! -f results/smlmt/meta_pretrain_5.json ]; then
   # SMLMT tasks from the texts of the six labeled sources: N = 2..5, 250 tasks each
   nice -n 19 $PY -m data_prep.smlmt --input "$M/glue/SST-2/train.tsv:text=sentence" \
       --input "$M/glue/CoLA/train.tsv:header=none,text=3,label=1" \
@@ -22,13 +23,15 @@ fi
 mkdir -p "$OUT"
 if [ ! -f "$OUT/leopard_benchmark.json" ] && [ -f docs/measurements/leopard_benchmark.json ]; then
   # a new machine: the runs committed so far count, and are not re-run
-  cp docs/measurements/leopard_benchmark.json "$OUT/leopard_benchmark.json"
+  cp docs/measurements/leopard_benchmark.json "$OUT/.leopard_benchmark.json.tmp"
+  mv "$OUT/.leopard_benchmark.json.tmp" "$OUT/leopard_benchmark.json"  # never half-copied
 fi
 status=0
 nice -n 19 $PY -m metabert_tf.experiments --flagfile=configs/leopard_benchmark.cfg \
     --output_dir="$OUT" "$@" || status=$?
 if [ -f "$OUT/leopard_benchmark.json" ]; then
-  cp "$OUT/leopard_benchmark.json" docs/measurements/leopard_benchmark.json
+  cp "$OUT/leopard_benchmark.json" docs/measurements/.leopard_benchmark.json.tmp
+  mv docs/measurements/.leopard_benchmark.json.tmp docs/measurements/leopard_benchmark.json
   $PY -m metabert_tf.experiments.benchmark_report --runs docs/measurements/leopard_benchmark.json \
       --output docs/measurements/leopard_benchmark.md --plot docs/measurements/leopard_benchmark.png \
       --per_task_plot docs/measurements/leopard_benchmark_tasks.png \

@@ -156,6 +156,10 @@ def test_meta_train_each_kind_of_algorithm_then_fit_from_its_checkpoint(tiny_goo
     meta_train("leopard", examples, str(tmp_path / "leopard"), num_train_task=4,
                outer_batch_size=2, meta_batchsz=4, num_batches=2, num_query=2,
                label_emb_size=8, **model)
+  with pytest.raises(ConfigError, match=r"holds a run with other settings \(examples\)"):
+    meta_train("leopard", examples[::-1], str(tmp_path / "leopard"), num_train_task=2,
+               outer_batch_size=2, meta_batchsz=4, num_batches=2, num_query=2,
+               label_emb_size=8, **model)  # other examples, written to the same data.json
   with pytest.raises(ConfigError, match="num_support is not a setting of leopard"):
     meta_train("leopard", examples, str(tmp_path / "x"), num_support=4, **model)
   with pytest.raises(ConfigError, match="meta_batchsz .* must be a multiple of num_batches"):
@@ -211,6 +215,10 @@ def test_meta_train_of_one_multidomain_file_takes_a_list_of_one(tmp_path):
       meta_train(algorithm, [missing], str(tmp_path / algorithm), progress=False)
     with pytest.raises(DataError, match=f"{algorithm} trains on one multi-domain data spec, got 2"):
       meta_train(algorithm, [missing, missing], str(tmp_path / algorithm), progress=False)
+    for setting, value in (("precision", "fp16"), ("pooling", "cls")):  # checked before any load
+      with pytest.raises(ConfigError, match=f"must be .*, got '{value}'") as raised:
+        meta_train(algorithm, missing, str(tmp_path / algorithm), **{setting: value})
+      assert raised.value.field == setting
 
 
 def test_the_package_exports_the_api():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 
 from metabert_tf import datasets
 from metabert_tf import predict
@@ -121,6 +122,18 @@ def test_same_text_with_two_labels_warns_with_the_lines(tmp_path, caplog):
       caplog.text)
 
 
+def test_predict_refuses_a_savedmodel_that_is_not_a_classifier_export(tmp_path):
+  module = tf.Module()
+  module.double = tf.function(lambda x: {"y": 2 * x},
+                              input_signature=[tf.TensorSpec([None], tf.float32)])
+  tf.saved_model.save(module, str(tmp_path / "other"),
+                      signatures={"serving_default": module.double})
+  with pytest.raises(DataError, match="has no serving_default signature returning labels"):
+    predict.predict(str(tmp_path / "other"), [("a text", None)], progress=False)
+  with pytest.raises(DataError, match="has no serve_pair signature"):
+    predict.predict(str(tmp_path / "other"), [("a text", "b")], progress=False)
+
+
 def test_predict_says_how_many_blank_lines_it_skipped(tmp_path, capsys):
   path = tmp_path / "in.txt"
   path.write_text("good\n\n   \nbad\n")
@@ -152,6 +165,9 @@ def test_malformed_per_k_config_names_the_line_and_column(tmp_path):
     recipes.read_per_k_config(str(path), "leopard", [4])
   path.write_text('{"leopard": {"4": [150, 0]}}')
   with pytest.raises(DataError, match=r"leopard.4 must be \[epochs, batch size\] per class"):
+    recipes.read_per_k_config(str(path), "leopard", [4])
+  path.write_text('{"leopard": 5}')
+  with pytest.raises(DataError, match=r"leopard must be an object \{K: \[epochs, batch size\]"):
     recipes.read_per_k_config(str(path), "leopard", [4])
 
 

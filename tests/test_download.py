@@ -73,11 +73,16 @@ def test_fetch_tar_gz_extracts_and_records_sha256(server, tmp_path):
   saved = json.loads((dest / "amazon_reviews.sha256.json").read_text())
   assert saved == record and saved["url"] == f"{url}/data.tar.gz" and saved["date"]
   assert (dest / "amazon_reviews-data.tar.gz").read_bytes() == blob
-  examples = readers.read_amazon_reviews(dest / "sorted_data_acl")
-  # the archive's kitchen_&_housewares is the domain "kitchen" of the docs and ../shared
-  assert [(e.text_a, e.label, e.domain) for e in examples] == [
-      ("Great & fun", "positive", "books"), ("Dull", "negative", "books"),
-      ("Sharp knife", "positive", "kitchen"), ("Rusty pan", "negative", "kitchen")]
+  # the archive's kitchen_&_housewares is the domain "kitchen" of the docs and ../shared; a second
+  # download replaces the first tree (no second kitchen) and leaves no temp folder
+  for _ in range(2):
+    examples = readers.read_amazon_reviews(dest / "sorted_data_acl")
+    assert [(e.text_a, e.label, e.domain) for e in examples] == [
+        ("Great & fun", "positive", "books"), ("Dull", "negative", "books"),
+        ("Sharp knife", "positive", "kitchen"), ("Rusty pan", "negative", "kitchen")]
+    download.fetch("amazon_reviews", dest, f"{url}/data.tar.gz", timeout=10)
+  assert sorted(p.name for p in dest.iterdir()) == [
+      "amazon_reviews-data.tar.gz", "amazon_reviews.sha256.json", "sorted_data_acl"]
 
 
 def test_cli_zip(server, tmp_path):

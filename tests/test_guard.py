@@ -46,6 +46,22 @@ def test_a_run_that_does_not_learn_says_so(tmp_path, tiny_google_dir):
   assert again["train_loss_first"] == results["train_loss_first"]
 
 
+def test_the_loss_trend_keeps_only_the_steps_a_resumed_run_does_not_redo(tmp_path):
+  """train_loss.json of an earlier attempt: a run started over ignores it; a run resumed at step
+  s keeps the losses of steps <= s and computes the others again."""
+  training.LossTrend(str(tmp_path), 10, 2, write=True).add(1, 5.0)  # window 2: not yet written
+  assert not os.path.exists(tmp_path / "train_loss.json")
+  with open(tmp_path / "train_loss.json", "w") as f:
+    json.dump({"first": [5.0, 4.0], "last": [2.0, 1.0]}, f)  # steps 1-2 and 9-10
+  assert training.LossTrend(str(tmp_path), 10, 2, write=False).first == []
+  resumed = training.LossTrend(str(tmp_path), 10, 2, write=False, start_step=1)
+  assert (resumed.first, resumed.last) == ([5.0], [])
+  resumed = training.LossTrend(str(tmp_path), 10, 2, write=False, start_step=9)
+  assert (resumed.first, resumed.last) == ([5.0, 4.0], [2.0])
+  resumed.add(10, 0.5)
+  assert resumed.summary()["train_loss_last"] == 1.25
+
+
 def test_the_leopard_table_marks_runs_that_did_not_learn(tmp_path):
   config = leopard_kshot.Config(data_dir=str(tmp_path), output_dir=str(tmp_path / "out"),
                                 tasks=["t"], ks=[4], splits=3, label="m")

@@ -9,6 +9,7 @@ import pytest
 
 from metabert_tf import runtime
 from metabert_tf import io_utils
+from metabert_tf.errors import DataError
 from tests import killable
 from tests.conftest import REPO_DIR
 
@@ -28,10 +29,11 @@ def test_remove_leftovers_removes_only_what_killed_saves_leave(tmp_path):
       "finetune-8.index.tempstate1234567890": False, "finetune-4.data-00000-of-00001": False}
   kept = {"finetune-2.index": False, "finetune-2.data-00000-of-00001": False, "checkpoint": False,
           "results.json": False, "notes.tmp": False, "export": True, "my_temp_notes": False,
-          ".hidden.tmp": False}
+          ".hidden.tmp": False, "build_temp": True}  # a user's folder of the TF temp name
   for name, is_dir in {**leftovers, **kept}.items():
     _touch(tmp_path / name, is_dir)
   _touch(tmp_path / "finetune-6_temp" / "part-00000-of-00001.data-00000-of-00001.tempstate99")
+  _touch(tmp_path / "build_temp" / "notes.txt")  # holds more than TF's part-* files: kept
   removed = io_utils.remove_leftovers(str(tmp_path))
   assert sorted(os.path.basename(p) for p in removed) == sorted(leftovers)
   assert sorted(os.listdir(tmp_path)) == sorted(kept)
@@ -44,6 +46,20 @@ def test_remove_leftovers_in_a_shared_directory_only_touches_the_given_names(tmp
   removed = io_utils.remove_leftovers(str(tmp_path), names=["export"])
   assert removed == [str(tmp_path / ".export.ab3d5f7h.tmp")]
   assert sorted(os.listdir(tmp_path)) == [".export-q1w2e3r4", ".other.ab3d5f7h.tmp", "x_temp"]
+
+
+def test_atomic_dir_replaces_a_directory_and_refuses_a_file(tmp_path):
+  target = tmp_path / "out"
+  target.mkdir()
+  _touch(target / "old.txt")
+  with io_utils.atomic_dir(str(target)) as tmp:
+    _touch(os.path.join(tmp, "new.txt"))
+  assert os.listdir(target) == ["new.txt"] and os.listdir(tmp_path) == ["out"]  # nothing aside
+  _touch(tmp_path / "file")
+  with pytest.raises(DataError, match="file: exists and is not a directory"):
+    with io_utils.atomic_dir(str(tmp_path / "file")):
+      pytest.fail("the work must not start")
+  assert (tmp_path / "file").read_text() == "x"
 
 
 def test_temp_names_of_atomic_writes_are_the_ones_removed(tmp_path):

@@ -281,6 +281,11 @@ def test_task_sources_labels_and_sampling(tmp_path, tiny_google_dir):
   with pytest.raises(DataError, match="tasks of 12 records"):
     sources.SourceSampler(found, features["label_ids"],
                           episodes.EpisodeConfig(num_support=8, num_query=3), 0, 0.5)
+  # An SMLMT file whose task list is missing would read as one labeled source of N classes.
+  os.remove(specs[2][:-len(".tf_record")] + ".json")
+  with pytest.raises(DataError, match=f"{specs[2]}: an SMLMT task file without its "
+                     "meta_pretrain_4.json"):
+    sources.load_task_sources(specs, encoder)
 
 
 def test_hybrid_smlmt_job_trains_checkpoints_and_resumes(tmp_path, tiny_google_dir):

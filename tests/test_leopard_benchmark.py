@@ -137,6 +137,13 @@ def test_benchmark_report_averages_splits_every_task_has(tmp_path):
                          "--runs", str(tmp_path / "runs.json")], capture_output=True, text=True,
                         check=True, cwd=REPO)
   assert proc.stdout == text and "RuntimeWarning" not in proc.stderr, proc.stderr
+  # a file that is not a runs record: named, not a traceback (load is what main reads with)
+  for content, message in (("{", "not valid JSON"), ('{"runs": 3}', 'a "runs" list')):
+    (tmp_path / "bad.json").write_text(content)
+    with pytest.raises(DataError, match=message):
+      benchmark_report.load(tmp_path / "bad.json")
+  with pytest.raises(DataError, match="missing.json: No such file"):
+    benchmark_report.load(tmp_path / "missing.json")
 
 
 def test_methods_on_the_same_sources_read_them_once(tmp_path, tiny_google_dir, monkeypatch):
@@ -179,6 +186,26 @@ def test_runs_recorded_elsewhere_are_kept_not_rerun(tmp_path, tiny_google_dir):
     grid.run(leopard_kshot, dataclasses.replace(moved, max_seq_length=8))
   with pytest.raises(ConfigError, match="fine-tuning toy K=3 split 0 was fine-tuned with another"):
     grid.run(leopard_kshot, dataclasses.replace(moved, epochs=5))
+
+
+def test_a_cell_number_outside_the_grid_is_named(tmp_path):
+  from tests import programs  # pylint: disable=import-outside-toplevel
+  config = _config(tmp_path, "unused", "unused", methods=["fine-tuning"])
+  grid.start(leopard_kshot, config)  # experiment.json: the grid a child process reads
+  line = programs.error_line("metabert_tf/experiments/__main__.py", "--run_cell=1",
+                             f"--output_dir={config.output_dir}")
+  assert f"--run_cell must be a cell of the grid in {config.output_dir}: 0..0, got 1" in line
+
+
+def test_a_damaged_runs_file_is_named_not_a_traceback(tmp_path):
+  config = _config(tmp_path, "unused", "unused")
+  os.makedirs(config.output_dir)
+  path = os.path.join(config.output_dir, leopard_kshot.RUNS_FILE)
+  for text, message in (('{"runs": [{"met', "not valid JSON"), ("[]", "expected a JSON object")):
+    with open(path, "w") as f:
+      f.write(text)
+    with pytest.raises(DataError, match=f"{path}: {message}"):
+      leopard_kshot.recorded(config)
 
 
 def test_a_recorded_meta_learned_run_counts_only_with_its_meta_training(tmp_path, monkeypatch):

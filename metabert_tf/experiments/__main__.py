@@ -93,8 +93,12 @@ def main(argv):
       if not FLAGS.output_dir:
         raise ConfigError("is required with --run_cell", field="output_dir")
       protocol, config = grid.load(FLAGS.output_dir, PROTOCOLS)
+      cells = protocol.cells(config)
+      if not 0 <= FLAGS.run_cell < len(cells):
+        raise ConfigError(f"must be a cell of the grid in {FLAGS.output_dir}: 0..{len(cells) - 1},"
+                          f" got {FLAGS.run_cell}", field="run_cell")
       runtime.log_to_file(FLAGS.output_dir)
-      protocol.run_cell(config, protocol.cells(config)[FLAGS.run_cell])
+      protocol.run_cell(config, cells[FLAGS.run_cell])
       return
     if not FLAGS.protocol:
       raise ConfigError(f"is required: one of {', '.join(PROTOCOLS)}", field="protocol")

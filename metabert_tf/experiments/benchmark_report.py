@@ -14,10 +14,12 @@ meta-training's query loss at its end beside a uniform guess's, and its curve as
 """
 import collections
 import json
+import sys
 
 import numpy as np
 
 from metabert_tf import io_utils
+from metabert_tf.errors import DataError
 from metabert_tf.experiments import methods as methods_lib
 from metabert_tf.experiments import plots
 
@@ -132,12 +134,30 @@ def write(record, output=None, plot=None, curves_plot=None, per_task_plot=None):
   return text
 
 
+def load(path):
+  """A leopard_benchmark.json ({"runs": [...], ...}); a DataError naming the file otherwise."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+  except OSError as e:
+    raise DataError(path, e.strerror or str(e)) from None
+  except json.JSONDecodeError as e:
+    raise DataError(path, f"not valid JSON ({e.msg}, line {e.lineno})") from None
+  if not isinstance(record, dict) or not isinstance(record.get("runs"), list):
+    raise DataError(path, 'expected a JSON object with a "runs" list')
+  return record
+
+
 def main(argv):
   del argv
   from absl import flags  # pylint: disable=import-outside-toplevel
-  with open(flags.FLAGS.runs, encoding="utf-8") as f:
-    print(write(json.load(f), flags.FLAGS.output, flags.FLAGS.plot, flags.FLAGS.curves_plot,
-                flags.FLAGS.per_task_plot), end="")
+  try:
+    print(write(load(flags.FLAGS.runs), flags.FLAGS.output, flags.FLAGS.plot,
+                flags.FLAGS.curves_plot, flags.FLAGS.per_task_plot), end="")
+  except DataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
 
 
 if __name__ == "__main__":

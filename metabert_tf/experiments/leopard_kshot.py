@@ -27,6 +27,7 @@ from metabert_tf import frozen
 from metabert_tf import io_utils
 from metabert_tf import runtime
 from metabert_tf.errors import ConfigError
+from metabert_tf.errors import DataError
 from metabert_tf.experiments import grid
 from metabert_tf.experiments import meta_stage
 from metabert_tf.experiments import methods as methods_lib
@@ -251,7 +252,13 @@ def recorded(config):
   if not os.path.exists(path):
     return {}, {}
   with open(path, encoding="utf-8") as f:
-    record = json.load(f)
+    try:
+      record = json.load(f)
+    except json.JSONDecodeError as e:
+      raise DataError(path, f"not valid JSON ({e.msg}, line {e.lineno}): restore it from "
+                      "docs/measurements/leopard_benchmark.json or move it away") from None
+  if not isinstance(record, dict):
+    raise DataError(path, "expected a JSON object with runs and settings")
   before = record.get("settings")
   if before is None:
     raise ConfigError(f"{path} does not say which settings made its runs (an older version "

@@ -57,6 +57,9 @@ def read_per_k_config(path, method, ks, flag="per_k_config"):
     what = f"--per_k_method {method!r}" if flag == "per_k_config" else repr(method)
     raise DataError(path, f"no settings for {what} (have "
                     f"{sorted(k for k in config if not k.startswith('_'))})")
+  if not isinstance(config[method], dict):
+    raise DataError(path, f"{method} must be an object {{K: [epochs, batch size] per class}}, "
+                    f"got {config[method]!r}")
   missing = [k for k in ks if str(k) not in config[method]]
   if missing:
     raise DataError(path, f"{method} has no settings for K = {missing}")

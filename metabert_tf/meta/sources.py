@@ -12,6 +12,7 @@ the stream is a pure function of (seed, task index): a resumed run sees the same
 import dataclasses
 import json
 import os
+import re
 
 import numpy as np
 
@@ -96,12 +97,20 @@ class SourceSampler:
     return episodes.Episode(source.name, support, query, source.classes)
 
 
+_SMLMT_FILE = re.compile(r"meta_pretrain_\d+\.tf_record")  # data_prep.smlmt's file names
+
+
 def _smlmt_task_size(spec):
   """An SMLMT file's task_size, from the .json data_prep.smlmt writes beside it (else 0)."""
   if not datasets.is_tf_record(spec):
     return 0, None
   path = os.path.splitext(readers.plain_path(spec))[0] + ".json"
   if not os.path.exists(path):
+    if _SMLMT_FILE.fullmatch(os.path.basename(readers.plain_path(spec))):
+      # Read as a labeled source, its tasks' word ids 0..N-1 would be mixed into N classes.
+      raise DataError(spec, f"an SMLMT task file without its {os.path.basename(path)} (which "
+                      "data_prep.smlmt writes last, beside it): re-run data_prep.smlmt, or "
+                      "copy the .json too")
     return 0, None
   with open(path) as f:
     meta = json.load(f)
