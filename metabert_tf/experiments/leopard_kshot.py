@@ -381,9 +381,9 @@ def report(config, cells_run):
   # imported here, not with the package: `python -m metabert_tf.experiments.benchmark_report`
   # then loads the module once, as __main__ (runpy warns otherwise)
   from metabert_tf.experiments import benchmark_report  # pylint: disable=import-outside-toplevel
-  with open(os.path.join(config.output_dir, RUNS_FILE), encoding="utf-8") as f:
-    benchmark_report.write(json.load(f), os.path.join(config.output_dir, "benchmark.md"),
-                           os.path.join(config.output_dir, "benchmark.png"),
-                           os.path.join(config.output_dir, "meta_curves.png"),
-                           os.path.join(config.output_dir, "benchmark_tasks.png"))
+  benchmark_report.write(benchmark_report.load(os.path.join(config.output_dir, RUNS_FILE)),
+                         os.path.join(config.output_dir, "benchmark.md"),
+                         os.path.join(config.output_dir, "benchmark.png"),
+                         os.path.join(config.output_dir, "meta_curves.png"),
+                         os.path.join(config.output_dir, "benchmark_tasks.png"))
   return table
