@@ -181,11 +181,12 @@ def test_benchmark_learners_from_the_cli_and_their_unread_flags(tmp_path, tiny_g
             "--noprogress"] + [f"--data={s}" for s in specs]
   out = tmp_path / "pb"
   status, err = programs.run("run_meta_train.py", "--algorithm=proto_bert",
-                             f"--output_dir={out}", "--learning_rate=3e-5", *common)
+                             f"--output_dir={out}", "--learning_rate=3e-5", "--epochs=2", *common)
   assert status == 0, err[-3000:]
   results = json.load(open(out / "results.json"))
   assert results["algorithm_config"]["learning_rate"] == 3e-5 and results["train_seconds"] > 0
-  assert [h["step"] for h in json.load(open(out / "query_loss_history.json"))] == [1]
+  # 2 tasks, 2 per meta-step, 2 epochs: the same tasks twice
+  assert [h["step"] for h in json.load(open(out / "query_loss_history.json"))] == [1, 2]
   line = programs.error_line("run_meta_train.py", "--algorithm=proto_fomaml", "--train_lr=0.1",
                              f"--output_dir={tmp_path / 'pf'}", *common)
   assert "--train_lr is not read by --algorithm=proto_fomaml" in line

@@ -83,9 +83,8 @@ def define_flags():
   flags.DEFINE_enum("inner_optimizer", "adam", ["adam", "sgd"], "Inner optimiser (Meta-BERT: Adam).")
   flags.DEFINE_float("outer_update_lr", 5e-5, "Outer Adam learning rate (FOMAML, Reptile adam).")
   flags.DEFINE_float("reptile_epsilon", 0.5, "Reptile classic step: theta += eps * mean(phi - theta).")
-  flags.DEFINE_integer("epochs", None, "fomaml, reptile: passes over the num_train_task tasks "
-                       "(default 3; the task-source algorithms make one pass: raise "
-                       "--num_train_task).")
+  flags.DEFINE_integer("epochs", None, "Passes over the num_train_task tasks, each in a new "
+                       "order (default 3; the task-source algorithms: 1).")
   flags.DEFINE_integer("save_every_steps", 0, "Also checkpoint every N meta-steps (0: per epoch).")
   flags.DEFINE_list("label_list", None, "Label order (ids); default: the model's, else sorted.")
   flags.DEFINE_bool("progress", True, "Show progress bars.")
@@ -141,7 +140,7 @@ CONFIG_FLAGS = {**{n: n for n in ["inner_update_lr", "inner_optimizer", "outer_u
 READ_ONLY_BY = {
     **{flag: set(algorithms.reading(field)) for flag, field in CONFIG_FLAGS.items()},
     **dict.fromkeys(["test_domains", "meta_test_exclude", "num_domain", "num_support",
-                     "domain_sampling", "inner_batch_size", "epochs"], META_BERT),
+                     "domain_sampling", "inner_batch_size"], META_BERT),
     **dict.fromkeys(["meta_batchsz", "num_batches"], SOURCES),
 }
 
