@@ -51,14 +51,29 @@ def replace_path(source, target):
   """Renames `source` to `target`. An existing target is first renamed aside (to a temp name
   remove_leftovers knows), then removed: killed at any moment, `target` is the old or the new,
   never half of one."""
-  aside = None
-  if os.path.lexists(target):
-    aside = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(target)),
-                             **temp_name_parts(target))
-    os.replace(target, os.path.join(aside, "old"))
+  aside = _rename_aside(target)
   os.replace(source, target)
   if aside:
     shutil.rmtree(aside)
+
+
+def remove_path(target):
+  """Removes `target` (a file or a directory tree) by one rename aside, then the deletion:
+  killed at any moment, `target` is whole or gone, never half deleted."""
+  aside = _rename_aside(target)
+  if aside:
+    shutil.rmtree(aside)
+
+
+def _rename_aside(target):
+  """Moves an existing `target` into a new temp dir beside it (a name remove_leftovers knows)
+  and returns that dir; None when there is no target."""
+  if not os.path.lexists(target):
+    return None
+  aside = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(target)),
+                           **temp_name_parts(target))
+  os.replace(target, os.path.join(aside, "old"))
+  return aside
 
 
 def check_writable(path, flag, directory=False):

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tf_keras
 from official.common import distribute_utils
 
+from metabert_tf import io_utils
 from metabert_tf.errors import ConfigError
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -97,7 +98,7 @@ def prepare_output_dir(output_dir, overwrite):
     if os.listdir(output_dir) and not os.path.exists(os.path.join(output_dir, "hyparams.txt")):
       raise ConfigError(f"{output_dir} is not an output directory of ours (no hyparams.txt); "
                         "not deleting it", field="overwrite_output_dir")
-    shutil.rmtree(output_dir)
+    io_utils.remove_path(output_dir)  # killed midway, the old run is whole or gone
   os.makedirs(output_dir, exist_ok=True)
   return tf.train.latest_checkpoint(os.path.join(output_dir, "ckpt")) is not None
 

@@ -62,6 +62,27 @@ def test_atomic_dir_replaces_a_directory_and_refuses_a_file(tmp_path):
   assert (tmp_path / "file").read_text() == "x"
 
 
+def test_overwriting_an_output_dir_killed_midway_leaves_it_whole_or_gone(tmp_path, monkeypatch):
+  out = tmp_path / "run"
+  out.mkdir()
+  _touch(out / "hyparams.txt")
+  (out / "ckpt").mkdir()
+  _touch(out / "ckpt" / "checkpoint")
+
+  def killed(path, *args, **kwargs):
+    raise KeyboardInterrupt  # stands for the kill, during the deletion
+  monkeypatch.setattr(io_utils.shutil, "rmtree", killed)
+  with pytest.raises(KeyboardInterrupt):
+    runtime.prepare_output_dir(str(out), overwrite=True)
+  assert not out.exists()  # not a half-deleted run that a next start would resume from
+  monkeypatch.undo()
+  aside = os.listdir(tmp_path)
+  assert len(aside) == 1 and io_utils._OWN_TEMP.fullmatch(aside[0])
+  assert io_utils.remove_leftovers(str(tmp_path), names=["run"]) == [str(tmp_path / aside[0])]
+  assert runtime.prepare_output_dir(str(out), overwrite=True) is False  # a fresh start
+  assert os.listdir(out) == []
+
+
 def test_temp_names_of_atomic_writes_are_the_ones_removed(tmp_path):
   with pytest.raises(KeyError):
     with io_utils.atomic_open(str(tmp_path / "summary.json")) as f:
