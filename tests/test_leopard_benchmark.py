@@ -204,7 +204,7 @@ def test_a_damaged_runs_file_is_named_not_a_traceback(tmp_path):
   for text, message in (('{"runs": [{"met', "not valid JSON"), ("[]", "expected a JSON object")):
     with open(path, "w") as f:
       f.write(text)
-    with pytest.raises(DataError, match=f"{path}: {message}"):
+    with pytest.raises(DataError, match=f"{path}: {message}.*restore it from docs/measurements"):
       leopard_kshot.recorded(config)
 
 

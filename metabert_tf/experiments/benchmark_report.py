@@ -134,17 +134,18 @@ def write(record, output=None, plot=None, curves_plot=None, per_task_plot=None):
   return text
 
 
-def load(path):
-  """A leopard_benchmark.json ({"runs": [...], ...}); a DataError naming the file otherwise."""
+def load(path, hint=""):
+  """A leopard_benchmark.json ({"runs": [...], ...}); a DataError naming the file otherwise,
+  ending with `hint` (what to do about it)."""
   try:
     with open(path, encoding="utf-8") as f:
       record = json.load(f)
   except OSError as e:
-    raise DataError(path, e.strerror or str(e)) from None
+    raise DataError(path, (e.strerror or str(e)) + hint) from None
   except json.JSONDecodeError as e:
-    raise DataError(path, f"not valid JSON ({e.msg}, line {e.lineno})") from None
+    raise DataError(path, f"not valid JSON ({e.msg}, line {e.lineno}){hint}") from None
   if not isinstance(record, dict) or not isinstance(record.get("runs"), list):
-    raise DataError(path, 'expected a JSON object with a "runs" list')
+    raise DataError(path, 'expected a JSON object with a "runs" list' + hint)
   return record
 
 

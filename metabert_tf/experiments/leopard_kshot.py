@@ -16,7 +16,6 @@ meta-learner's CPU time), the latter after every cell.
 """
 import dataclasses
 import hashlib
-import json
 import os
 from typing import List, Optional
 
@@ -27,7 +26,6 @@ from metabert_tf import frozen
 from metabert_tf import io_utils
 from metabert_tf import runtime
 from metabert_tf.errors import ConfigError
-from metabert_tf.errors import DataError
 from metabert_tf.experiments import grid
 from metabert_tf.experiments import meta_stage
 from metabert_tf.experiments import methods as methods_lib
@@ -248,17 +246,14 @@ def recorded(config):
   output_dir/leopard_benchmark.json, e.g. finished on another machine whose run directories are
   not here (scripts/leopard_benchmark.sh starts a new output_dir from the committed copy). A file
   of other settings is refused."""
+  # benchmark_report is imported in functions, not with the package: `python -m
+  # metabert_tf.experiments.benchmark_report` then loads it once, as __main__ (runpy warns)
   path = os.path.join(config.output_dir, RUNS_FILE)
   if not os.path.exists(path):
     return {}, {}
-  with open(path, encoding="utf-8") as f:
-    try:
-      record = json.load(f)
-    except json.JSONDecodeError as e:
-      raise DataError(path, f"not valid JSON ({e.msg}, line {e.lineno}): restore it from "
-                      "docs/measurements/leopard_benchmark.json or move it away") from None
-  if not isinstance(record, dict):
-    raise DataError(path, "expected a JSON object with runs and settings")
+  from metabert_tf.experiments import benchmark_report  # pylint: disable=import-outside-toplevel
+  record = benchmark_report.load(path, hint=": restore it from "
+                                 "docs/measurements/leopard_benchmark.json or move it away")
   before = record.get("settings")
   if before is None:
     raise ConfigError(f"{path} does not say which settings made its runs (an older version "
@@ -378,8 +373,6 @@ def report(config, cells_run):
   plots.accuracy_by_k({f"{task}, {label}": by_k for (task, label), by_k in by_row.items()},
                       os.path.join(config.output_dir, "results.png"))
   write_runs(config)  # and its averages over tasks, with each method's cost
-  # imported here, not with the package: `python -m metabert_tf.experiments.benchmark_report`
-  # then loads the module once, as __main__ (runpy warns otherwise)
   from metabert_tf.experiments import benchmark_report  # pylint: disable=import-outside-toplevel
   benchmark_report.write(benchmark_report.load(os.path.join(config.output_dir, RUNS_FILE)),
                          os.path.join(config.output_dir, "benchmark.md"),
