@@ -58,6 +58,7 @@ def test_harness_runs_each_task_and_k_in_a_child_and_resumes(tmp_path, tiny_goog
   again = run_harness(tmp_path / "data", out, tiny_google_dir, "--ks=2,3", "--splits=1",
                       "--noprocess_per_cell")
   assert again.returncode == 0, again.stderr[-3000:]
+  assert "[1/2] toy, K=2: finished" in again.stderr  # passed by, not run again
   assert json.load(open(out / "summary.json")) == summary
   assert all((run / "results.json").stat().st_mtime == 0 for run in out.glob("toy_k*_s*"))
 

@@ -161,9 +161,11 @@ def test_methods_on_the_same_sources_read_them_once(tmp_path, tiny_google_dir, m
   assert reads == ["proto_bert", "smlmt", "hybrid_smlmt"]
 
 
-def test_runs_recorded_elsewhere_are_kept_not_rerun(tmp_path, tiny_google_dir):
+def test_runs_recorded_elsewhere_are_kept_not_rerun(tmp_path, tiny_google_dir, monkeypatch,
+                                                   capsys):
   """A new machine starts from the committed leopard_benchmark.json: its runs count, nothing
-  is re-run, and an invocation of fewer methods or other settings cannot drop or mix them."""
+  is re-run (their cells are passed by, no child started), and an invocation of fewer methods
+  or other settings cannot drop or mix them."""
   import shutil  # pylint: disable=import-outside-toplevel
   write_leopard_task(tmp_path / "data", "toy", ks=(3,), splits=1)
   config = _config(tmp_path, tiny_google_dir, "unused",
@@ -172,9 +174,16 @@ def test_runs_recorded_elsewhere_are_kept_not_rerun(tmp_path, tiny_google_dir):
   first = json.load(open(tmp_path / "out" / "leopard_benchmark.json"))
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
-  shutil.copy(tmp_path / "out" / "leopard_benchmark.json", elsewhere)
   moved = dataclasses.replace(config, output_dir=str(elsewhere))
-  table = grid.run(leopard_kshot, moved)
+  cells = leopard_kshot.cells(moved)
+  assert [leopard_kshot.finished(moved, c) for c in cells] == [False, False]  # no runs file yet
+  shutil.copy(tmp_path / "out" / "leopard_benchmark.json", elsewhere)
+  assert [leopard_kshot.finished(moved, c) for c in cells] == [True, True]
+  capsys.readouterr()
+  with monkeypatch.context() as patch:
+    patch.setattr(leopard_kshot, "run_cell", lambda *args: pytest.fail("a finished cell ran"))
+    table = grid.run(leopard_kshot, moved)
+  assert "[1/2] fine-tuning: toy, K=3: finished" in capsys.readouterr().err
   assert "| toy | fine-tuning |" in table and "| toy | frozen encoder + nearest" in table
   assert not list(elsewhere.glob("**/results.json"))  # nothing re-run
   again = json.load(open(elsewhere / "leopard_benchmark.json"))

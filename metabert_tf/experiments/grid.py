@@ -7,7 +7,10 @@ A protocol (leopard_kshot, meta_bert, mft_table) is a module with
   check(config)                 everything checkable before hours of runs (files, settings),
   cells(config) -> [Cell]       the grid, in run order,
   run_cell(config, cell)        fills the cell's run directories (finished runs are reused),
-  report(config, cells) -> str  reads the runs, writes summary.json and the tables, returns text.
+  report(config, cells) -> str  reads the runs, writes summary.json and the tables, returns text,
+and optionally
+  finished(config, cell) -> bool  every run of the cell is there to reuse: no child is started
+                                  for it (a relaunch walks past finished cells in seconds).
 
 `run` writes output_dir/experiment.json (the protocol and its config): a later invocation with
 other settings (beyond FREE_FIELDS) is refused, so a finished run is only reused for the
@@ -119,7 +122,11 @@ def run(protocol, config, run_cell_in_child=None):
   start(protocol, config)
   cells = protocol.cells(config)
   in_children = config.process_per_cell and len(cells) > 1
+  finished = getattr(protocol, "finished", lambda config, cell: False)
   for i, cell in enumerate(cells):
+    if finished(config, cell):
+      print(f"[{i + 1}/{len(cells)}] {cell.name}: finished", file=sys.stderr, flush=True)
+      continue
     print(f"[{i + 1}/{len(cells)}] {cell.name}", file=sys.stderr, flush=True)
     if in_children:
       (run_cell_in_child or run_in_child)(config.output_dir, i, cell.name)

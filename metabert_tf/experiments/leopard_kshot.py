@@ -191,12 +191,7 @@ def run_cell(config, cell):
     meta_stage.run(config, method)
     write_runs(config)
     return
-  prior, meta_before = recorded(config)
-  for split in range(config.splits):
-    run_dir = _run_dir(config, name, task, k, split)
-    if (not os.path.exists(os.path.join(run_dir, "results.json"))
-        and _still_valid(config, method, prior.get((name, task, k, split)), meta_before)):
-      continue  # finished elsewhere (recorded in leopard_benchmark.json)
+  for split, run_dir in _not_recorded_elsewhere(config, method, task, k):
     train, evals = datasets.leopard_files(config.data_dir, task, k, split)
 
     def work(run_dir=run_dir, train=train, evals=evals):
@@ -206,6 +201,31 @@ def run_cell(config, cell):
     grid.reuse_or_run(run_dir, work)
     grid.drop_checkpoints(run_dir, config.keep_checkpoints)
   write_runs(config)
+
+
+def finished(config, cell):
+  """Every split of a (method, task, K) cell is finished (here, or recorded elsewhere and still
+  valid): run_cell would only reuse them. A meta-training cell is always run (its stage checks
+  its settings and resumes); recipes of finished runs were checked by check()."""
+  name, task, k = cell.key
+  if task is None:
+    return False
+  return all(os.path.exists(os.path.join(run_dir, "results.json")) for _, run_dir in
+             _not_recorded_elsewhere(config, methods_lib.LEOPARD[name], task, k))
+
+
+def _not_recorded_elsewhere(config, method, task, k):
+  """[(split, run_dir)] of the cell but those finished elsewhere: not here, recorded in
+  leopard_benchmark.json and still valid (they are not re-run)."""
+  prior, meta_before = recorded(config)
+  out = []
+  for split in range(config.splits):
+    run_dir = _run_dir(config, method.name, task, k, split)
+    if (os.path.exists(os.path.join(run_dir, "results.json"))
+        or not _still_valid(config, method, prior.get((method.name, task, k, split)),
+                            meta_before)):
+      out.append((split, run_dir))
+  return out
 
 
 RECIPE_FIELDS = ("epochs", "batch_size", "learning_rate", "seed")
