@@ -80,8 +80,9 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
   writer = (tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard"))
             if runtime.is_chief(strategy) else tf.summary.create_noop_writer())
   save_every = config.save_every_steps or steps_per_epoch
+  resumed_at = int(step.numpy())
   trend = LossTrend(output_dir, total_steps, steps_per_epoch, runtime.is_chief(strategy),
-                    int(step.numpy()))
+                    resumed_at)
   start = time.time()
   examples_seen = 0
   with runtime.chief_keeps(ckpt_dir, strategy) as save_dir, writer.as_default(), tqdm(
@@ -111,7 +112,8 @@ def finetune(strategy, model, train_features, output_dir, config, metadata, obje
           manager.save(checkpoint_number=s)
   seconds = time.time() - start
   logging.info("Fine-tuned %d steps in %.1fs", total_steps, seconds)
-  return {"train_steps": total_steps, "train_seconds": seconds,
+  # a resumed run's seconds and examples/second are those of the steps after its resume
+  return {"train_steps": total_steps, "train_seconds": seconds, "resumed_from_step": resumed_at,
           "train_examples_per_second": examples_seen / seconds if seconds > 0 else None,
           "checkpoint": tf.train.latest_checkpoint(ckpt_dir), **trend.summary()}
 

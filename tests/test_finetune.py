@@ -97,6 +97,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, tiny_google_dir, toy_ta
   monkeypatch.setattr(training.checkpoints, "record_checkpoint", real_record)
   resumed = finetune_job.run_job(job)
   assert resumed["accuracy"] == full["accuracy"]
+  # its seconds are those after the resume, and it says from which step
+  assert (full["resumed_from_step"], resumed["resumed_from_step"]) == (0, 8)
   assert sorted(os.listdir(ckpt_dir)) == [
       "checkpoint", "finetune-9.data-00000-of-00001", "finetune-9.index"]
   a, b = _weights(full["checkpoint"]), _weights(resumed["checkpoint"])
