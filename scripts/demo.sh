@@ -31,9 +31,13 @@ if [ ! -d "$MDS/books" ]; then
   exit 1
 fi
 
-echo "== Meta-BERT demo: $CONFIG (output: $OUT; finished runs there are reused)"
+# bf16 (section 4's precision) only on a CPU with bf16 instructions: on others (AVX2, AVX-512
+# without bf16) it runs many times slower than fp32 (docs/results.md, section 8)
+PRECISION=${DEMO_PRECISION:-$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)}
+OUT=$OUT-$PRECISION  # a run of the other precision is not resumed as this one
+echo "== Meta-BERT demo: $CONFIG, $PRECISION (output: $OUT; finished runs there are reused)"
 $PY -m metabert_tf.experiments --protocol meta_bert --flagfile="$CONFIG" --data="$MDS" --output_dir="$OUT" \
-    --stderrthreshold=error > /dev/null  # its table (mean +- std) is in $OUT/results.md
+    --precision="$PRECISION" --stderrthreshold=error > /dev/null  # its table (mean +- std) is in $OUT/results.md
 $PY - "$OUT" <<'PYEOF'
 import json, sys
 summary = json.load(open(f"{sys.argv[1]}/summary.json"))
